@@ -1,0 +1,173 @@
+"""The ASGI application: routes, the one error handler, and a lifespan that owns the process's single
+httpx.AsyncClient, the providers, the per-credential pacers and the job registry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import api, edits, errors
+from .config import Settings
+from .jobs import Jobs
+from .media import MediaStore, build_media_store, serve_media
+from .openai_wire import render_error
+from .pacing import Pacers
+from .providers import Provider, ProviderContext, ProviderFactory, builtin_providers
+from .routing import Router, load_config
+
+log = logging.getLogger("shim")
+
+
+@dataclass
+class ShimState:
+    settings: Settings
+    router: Router
+    http: httpx.AsyncClient
+    providers: Mapping[str, Provider]
+    pacers: Mapping[str, Pacers]
+    jobs: Jobs
+    media: MediaStore | None = None
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (scope state) and every response an `x-request-id` header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = "req_" + secrets.token_hex(12)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def error_response(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, errors.ShimError):
+        error = exc
+    elif isinstance(exc, HTTPException):
+        error = errors.NotFound(f"{request.method} {request.url.path}: {exc.detail}")
+        error.status = exc.status_code
+        if exc.status_code == 405:
+            error.code = "method_not_allowed"
+    else:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        error = errors.ShimError("The server had an error while processing your request.")
+    status, body, headers = render_error(error, _request_id(request))
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def routes() -> list[Route]:
+    table: list[Route] = []
+    for prefix in ("/v1", ""):
+        table += [
+            Route(f"{prefix}/images/generations", api.generations, methods=["POST"]),
+            Route(f"{prefix}/images/edits", edits.edits, methods=["POST"]),
+            Route(f"{prefix}/images/variations", edits.variations, methods=["POST"]),
+            Route(f"{prefix}/models", api.list_models, methods=["GET"]),
+            Route(prefix + "/models/{model_id:path}", api.retrieve_model, methods=["GET"]),
+        ]
+    table += [
+        Route("/openai/deployments/{deployment}/images/generations", api.generations, methods=["POST"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/media/{name}", serve_media, methods=["GET"]),
+    ]
+    return table
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    providers: Mapping[str, ProviderFactory] | None = None,
+) -> Starlette:
+    """The shim as an ASGI app. Bad configuration raises ConfigurationError here, at start-up."""
+    settings = settings or Settings()
+    factories = dict(providers or builtin_providers())
+    catalogs = {name: tuple(factory.catalog) for name, factory in factories.items()}  # type: ignore[attr-defined]
+    configured = load_config(settings.config_file, catalogs) if settings.config_file else {}
+    router = Router(catalogs, configured)
+    base_urls = {"reapi": settings.reapi_base_url, "reve2img": settings.reve2img_base_url}
+    rates = {"reapi": settings.reapi_rate_limit, "reve2img": settings.reve2img_rate_limit}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        async with httpx.AsyncClient(transport=transport, limits=limits) as http:
+            built: dict[str, Provider] = {}
+            for name, factory in factories.items():
+                context = ProviderContext(
+                    http=http,
+                    base_url=base_urls.get(name, ""),
+                    timeout=settings.upstream_timeout,
+                    rate_limit=rates.get(name, 10.0),
+                    max_in_flight=settings.reve2img_max_in_flight if name == "reve2img" else None,
+                )
+                built[name] = factory(context)
+            pacers = {
+                name: Pacers(
+                    rate=provider.rate_limit,
+                    latency_scale=settings.latency_scale,
+                    priors=provider.priors,
+                    max_task_seconds=settings.max_task_seconds,
+                    clock=clock,
+                    sleep=sleep,
+                )
+                for name, provider in built.items()
+            }
+            jobs = Jobs(
+                providers=built,
+                pacers=pacers,
+                result_ttl=settings.result_ttl_seconds,
+                max_task_seconds=settings.max_task_seconds,
+                clock=clock,
+            )
+            media = build_media_store(settings, http=http)
+            app.state.shim = ShimState(settings, router, http, built, pacers, jobs, media)
+            try:
+                yield
+            finally:
+                await jobs.aclose()
+                for pacer_set in pacers.values():
+                    await pacer_set.aclose()
+
+    handlers: dict[Any, Any] = {
+        errors.ShimError: error_response,
+        HTTPException: error_response,
+        Exception: error_response,
+    }
+    app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers=handlers)
+    app.add_middleware(RequestIdMiddleware)
+    app.state.router = router
+    return app

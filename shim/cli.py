@@ -1,0 +1,88 @@
+"""The `shim` command: serve | sandbox | emulator | bench. A thin shell over the app and uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .config import ConfigurationError, Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shim", description="OpenAI-compatible images gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway (upstream from SHIM_REAPI_BASE_URL)")
+    sandbox = sub.add_parser("sandbox", help="the gateway plus built-in upstream emulators; any key works")
+    emulator = sub.add_parser("emulator", help="run an upstream emulator alone")
+    for p, port in ((serve, 8000), (sandbox, 8000), (emulator, 9000)):
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=port)
+    sandbox.add_argument("--time-scale", type=float, default=0.05, help="emulated latency factor")
+    emulator.add_argument("--dialect", choices=("reapi", "reve2img"), default="reapi")
+    emulator.add_argument("--time-scale", type=float, default=1.0)
+    emulator.add_argument("--rate-limit", type=int, default=10)
+    bench = sub.add_parser("bench", help="benchmark the pacing against the naive polling loop")
+    bench.add_argument("--quick", action="store_true", help="smaller scenarios (for CI smoke runs)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import uvicorn
+
+    try:
+        settings = Settings.from_env(os.environ)
+        if args.command == "serve":
+            from .app import create_app
+
+            app = create_app(settings)
+        elif args.command == "sandbox":
+            from .sandbox import create_sandbox_app
+
+            base = f"http://{_connectable(args.host)}:{args.port}"
+            app = create_sandbox_app(settings, base_url=base, time_scale=args.time_scale)
+            print(_sandbox_banner(base), flush=True)
+        elif args.command == "emulator":
+            app = _emulator(args)
+        else:
+            from .bench import run_bench
+
+            return run_bench(quick=args.quick)
+    except ConfigurationError as exc:
+        print(f"shim: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_seconds) or None,
+    )
+    return 0
+
+
+def _emulator(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    if args.dialect == "reve2img":
+        from .emulator.reve2img import create_reve2img_app
+
+        return create_reve2img_app(time_scale=args.time_scale, rate_limit=args.rate_limit)
+    from .emulator.reapi import create_reapi_app
+
+    return create_reapi_app(time_scale=args.time_scale, rate_limit=args.rate_limit)
+
+
+def _connectable(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _sandbox_banner(base: str) -> str:
+    return f"""shim sandbox: the gateway on {base}/v1, emulated upstreams inside (any API key works).
+
+    from openai import OpenAI
+    import base64
+    client = OpenAI(base_url="{base}/v1", api_key="sk-sandbox")
+    image = client.images.generate(model="gpt-image-1", prompt="a red panda", size="1024x1024")
+    open("panda.png", "wb").write(base64.b64decode(image.data[0].b64_json))
+"""

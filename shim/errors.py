@@ -1,0 +1,148 @@
+"""The error tree. Every failure a client can see is one of these; `openai_wire.render_error` renders it.
+
+    ShimError                      status, OpenAI type/code/param, retry advice
+    ├── InvalidRequest             400 invalid_request_error (param names the field)
+    │   ├── ContentPolicyViolation 400 code content_policy_violation
+    │   ├── PayloadTooLarge        413
+    │   └── UnsupportedMediaType   415
+    ├── AuthenticationFailed       401 invalid_api_key (never an upstream call when the key is missing)
+    ├── NotFound                   404 (ModelNotFound: code model_not_found)
+    ├── InsufficientQuota          429 insufficient_quota, x-should-retry: false
+    ├── RetryLater                 503 + Retry-After + x-should-retry: true (the hold budget ran out)
+    ├── ShuttingDown               503 (draining)
+    └── UpstreamError              502 upstream_error
+        ├── TaskFailed             502 (provider failure) or 504 (provider timeout), names the task
+        ├── SubmitOutcomeUnknown   502, x-should-retry: false: a task may exist, never resubmit
+        ├── UpstreamUnavailable    503
+        └── TaskTimeout            504: the shim's own wall-clock cap for a task
+
+Signals between the adapters and the scheduler, never rendered as such:
+
+    UpstreamRateLimited            429 from the upstream: no task was created, retry after `retry_after`
+    UpstreamTransient              a network error / 5xx on a call that is safe to repeat
+"""
+
+from __future__ import annotations
+
+
+class ShimError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+    #: None: leave the SDKs' default; True/False: send x-should-retry.
+    should_retry: bool | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        upstream_request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+        self.upstream_request_id = upstream_request_id
+
+
+class InvalidRequest(ShimError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContentPolicyViolation(InvalidRequest):
+    code = "content_policy_violation"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class AuthenticationFailed(ShimError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class NotFound(ShimError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class InsufficientQuota(ShimError):
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+    should_retry = False
+
+
+class RetryLater(ShimError):
+    status = 503
+    type = "server_error"
+    code = "job_pending"
+    should_retry = True
+
+
+class ShuttingDown(ShimError):
+    status = 503
+    type = "server_error"
+    code = "shutting_down"
+
+
+class UpstreamError(ShimError):
+    status = 502
+    type = "server_error"
+    code = "upstream_error"
+
+
+class TaskFailed(UpstreamError):
+    code = "upstream_task_failed"
+
+    def __init__(self, message: str, *, status: int = 502, task_id: str | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.status = status
+        self.task_id = task_id
+
+
+class SubmitOutcomeUnknown(UpstreamError):
+    code = "upstream_submit_unknown"
+    should_retry = False
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    code = "upstream_unavailable"
+
+
+class TaskTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamRateLimited(Exception):
+    """The upstream said 429: nothing was created; wait `retry_after` seconds and try again."""
+
+    def __init__(self, retry_after: float, *, reason: str = "rate_limited") -> None:
+        super().__init__(f"upstream {reason}, retry after {retry_after:g}s")
+        self.retry_after = retry_after
+        self.reason = reason
+
+
+class UpstreamTransient(Exception):
+    """A failure of a call that is safe to repeat (a poll): network error, timeout, 5xx."""

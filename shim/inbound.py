@@ -1,0 +1,112 @@
+"""Reading what a client sent, defensively: its credential, a size-capped body, strict JSON.
+
+Every problem is a 4xx ShimError; nothing here can produce a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from starlette.requests import Request
+
+from . import errors
+
+MAX_DEPTH = 32
+
+
+def credential(request: Request) -> str:
+    """The client's API key: `Authorization: Bearer <key>` or Azure-style `api-key: <key>`."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    api_key = request.headers.get("api-key", "").strip()
+    if api_key:
+        return api_key
+    raise errors.AuthenticationFailed(
+        "You didn't provide an API key. Provide it in an Authorization header using Bearer auth "
+        "(Authorization: Bearer YOUR_KEY) or in an api-key header.",
+        code="missing_api_key",
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) anything over `limit` bytes, declared or streamed (chunked)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> errors.PayloadTooLarge:
+    return errors.PayloadTooLarge(f"The request body is too large: the limit is {limit} bytes.")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity, nesting at most MAX_DEPTH levels."""
+    if not raw.strip():
+        raise errors.InvalidRequest(
+            "The request body is empty: send a JSON object.", code="invalid_json"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise errors.InvalidRequest("The request body is not valid UTF-8.", code="invalid_json") from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError as exc:
+        raise errors.InvalidRequest(
+            f"We could not parse the JSON body of your request ({exc}).", code="invalid_json"
+        ) from None
+    _check_depth(value)
+    return value
+
+
+def _too_deep() -> errors.InvalidRequest:
+    return errors.InvalidRequest(
+        f"The JSON body is nested too deeply (at most {MAX_DEPTH} levels).", code="invalid_json"
+    )
+
+
+def _check_depth(value: Any) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise errors.InvalidRequest("Numbers must be finite.", code="invalid_json")
+
+
+def retry_count(request: Request) -> int:
+    raw = request.headers.get("x-stainless-retry-count", "0").strip()
+    return int(raw) if raw.isdigit() else 0
+
+
+def read_timeout(request: Request) -> float | None:
+    """The client's announced read timeout (openai SDKs send x-stainless-read-timeout)."""
+    raw = request.headers.get("x-stainless-read-timeout", "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None

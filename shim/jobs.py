@@ -1,0 +1,247 @@
+"""One job = one client intent: submit once, wait, keep the paid result; and the registry that lets a
+retry attach to a job instead of paying again.
+
+A job runs detached from the HTTP request that started it: a client that disconnects or times out does
+not cancel the upstream task; its result waits (SHIM_RESULT_TTL_SECONDS) for a retry to collect it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+
+from cachetools import TLRUCache
+
+from . import errors
+from .pacing import Pacers
+from .providers import Provider, Submission
+from .types import ImageJob, Task
+
+
+def credential_id(key: str) -> str:
+    """A stable, non-reversible name for a credential: partitions caches, never logged as the key."""
+    return hashlib.sha256(b"shim-credential:" + key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def fingerprint(job: ImageJob) -> str:
+    """Canonical hash of what the client asked for (streaming or not is delivery, not intent)."""
+    data = asdict(job)
+    data.pop("stream", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a finished job paid for: the tasks that completed, and the first failure of those that did not."""
+
+    tasks: tuple[tuple[Submission, Task], ...]
+    failures: tuple[errors.ShimError, ...] = ()
+
+
+@dataclass(eq=False)
+class Job:
+    id: str
+    credential: str
+    fingerprint: str
+    spec: ImageJob
+    created: float
+    runner: asyncio.Task[Outcome] | None = None
+    waiters: int = 0
+    delivered: bool = False
+    handoff_until: float = 0.0
+    submits: int = 0
+    task_ids: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.runner is not None and self.runner.done()
+
+    @property
+    def attachable(self) -> bool:
+        """A retry may collect this job: its result is not delivered yet, and it is not a failure that
+        created no upstream task (nothing was paid, so a retry is a fresh, free attempt)."""
+        if self.delivered:
+            return False
+        if self.done and self.submits == 0:
+            assert self.runner is not None
+            return self.runner.cancelled() or self.runner.exception() is None
+        return True
+
+
+class Jobs:
+    """Creates, runs and finds jobs. Every upstream call goes through the credential's Pacer."""
+
+    def __init__(
+        self,
+        *,
+        providers: Mapping[str, Provider],
+        pacers: Mapping[str, Pacers],
+        result_ttl: float = 900.0,
+        max_task_seconds: float = 3600.0,
+        handoff_seconds: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_event: Callable[[str, dict[str, object]], None] | None = None,
+    ) -> None:
+        self._providers = providers
+        self._pacers = pacers
+        self._clock = clock
+        self._handoff = handoff_seconds
+        self._emit = on_event or (lambda name, data: None)
+        running_ttl = max_task_seconds + 600.0
+
+        def ttu(_key: object, jobs: list[Job], now: float) -> float:
+            live = any(not j.done for j in jobs)
+            return now + (running_ttl if live else result_ttl)
+
+        self._by_fingerprint: TLRUCache[tuple[str, str], list[Job]] = TLRUCache(
+            maxsize=100_000, ttu=ttu, timer=clock
+        )
+        self._by_idempotency: TLRUCache[tuple[str, str], Job] = TLRUCache(
+            maxsize=100_000, ttu=lambda _k, j, now: now + (running_ttl if not j.done else result_ttl), timer=clock
+        )
+        self._live: set[asyncio.Task[Outcome]] = set()
+        self._in_flight: dict[tuple[str, str], asyncio.Semaphore] = {}
+
+    # --- finding or starting ------------------------------------------------------------------------
+
+    def find_or_start(
+        self, spec: ImageJob, key: str, *, idempotency_key: str | None = None, retry_count: int = 0
+    ) -> tuple[Job, bool]:
+        """The job this request belongs to, and whether it attached to an existing one.
+
+        Attaches when: the same Idempotency-Key; or an SDK retry (retry_count >= 1) of a job still running
+        or not yet delivered; or the same request inside the window in which the shim told a client to
+        retry. Never across credentials. Anything else is a new intent: a new job, a new paid task.
+        """
+        cred = credential_id(key)
+        fp = fingerprint(spec)
+        now = self._clock()
+        if idempotency_key:
+            found = self._by_idempotency.get((cred, idempotency_key))
+            if found is not None:
+                if found.fingerprint != fp:
+                    raise errors.InvalidRequest(
+                        "This Idempotency-Key was already used with a different request body.",
+                        param=None,
+                        code="idempotency_key_reused",
+                    )
+                return found, True
+        candidates = [j for j in self._by_fingerprint.get((cred, fp), ()) if j.attachable]
+        if retry_count >= 1 or any(j.handoff_until > now for j in candidates):
+            eligible = [j for j in candidates if retry_count >= 1 or j.handoff_until > now]
+            if eligible:
+                # Prefer a job nobody is waiting for (its client gave up), then the newest.
+                job = min(eligible, key=lambda j: (j.waiters, -j.created))
+                return job, True
+        job = self._start(spec, key, cred, fp, now)
+        if idempotency_key:
+            self._by_idempotency[(cred, idempotency_key)] = job
+        return job, False
+
+    def _start(self, spec: ImageJob, key: str, cred: str, fp: str, now: float) -> Job:
+        provider = self._providers[spec.route.provider]
+        submissions = provider.plan(spec)  # validation errors surface here, before any upstream call
+        job = Job(id="job_" + secrets.token_hex(12), credential=cred, fingerprint=fp, spec=spec, created=now)
+        job.runner = asyncio.get_running_loop().create_task(self._run(job, provider, submissions, key))
+        self._live.add(job.runner)
+        job.runner.add_done_callback(lambda t: self._finished(job, t))
+        bucket = self._by_fingerprint.get((cred, fp)) or []
+        bucket.append(job)
+        self._by_fingerprint[(cred, fp)] = bucket
+        self._emit("job_started", {"job": job.id, "model": spec.route.public_id, "n": spec.n})
+        return job
+
+    def _finished(self, job: Job, runner: asyncio.Task[Outcome]) -> None:
+        self._live.discard(runner)
+        key = (job.credential, job.fingerprint)
+        bucket = self._by_fingerprint.get(key)
+        if bucket is not None:
+            self._by_fingerprint[key] = bucket  # re-insert: the finished job now lives for the result TTL
+        if not runner.cancelled() and runner.exception() is not None:
+            runner.exception()  # retrieved: a failure is delivered to waiters, not logged as unhandled
+
+    # --- running ------------------------------------------------------------------------------------
+
+    async def _run(self, job: Job, provider: Provider, submissions: list[Submission], key: str) -> Outcome:
+        pacer = self._pacers[provider.name].get(provider.name, job.credential)
+        limit = getattr(provider, "max_in_flight", None)
+        slots = self._slots(provider.name, job.credential, limit) if limit else None
+
+        async def one(sub: Submission) -> tuple[Submission, Task]:
+            if slots is None:
+                return await submit_and_wait(sub)
+            async with slots:  # the upstream caps tasks in flight per key: never go over it
+                return await submit_and_wait(sub)
+
+        async def submit_and_wait(sub: Submission) -> tuple[Submission, Task]:
+            task = await pacer.call(lambda: provider.submit(sub.body, key), kind="submit")
+            job.submits += 1
+            job.task_ids.append(task.id)
+            self._emit("task_submitted", {"job": job.id, "task": task.id})
+            task = await pacer.wait_for(
+                task, lambda task_id: provider.poll(task_id, key), latency_class=sub.latency_class
+            )
+            self._emit("task_finished", {"job": job.id, "task": task.id, "status": task.status})
+            if task.status == "failed":
+                raise provider.failure(task)
+            return sub, task
+
+        results = await asyncio.gather(*(one(s) for s in submissions), return_exceptions=True)
+        done = tuple(r for r in results if isinstance(r, tuple))
+        failures: list[errors.ShimError] = []
+        for result in results:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, errors.ShimError):
+                failures.append(result)
+            elif isinstance(result, BaseException):
+                failures.append(errors.UpstreamError(f"Unexpected failure: {type(result).__name__}"))
+        if not done:
+            raise failures[0]
+        return Outcome(done, tuple(failures))
+
+    def _slots(self, provider: str, credential: str, limit: int) -> asyncio.Semaphore:
+        slot = self._in_flight.get((provider, credential))
+        if slot is None:
+            slot = self._in_flight[(provider, credential)] = asyncio.Semaphore(limit)
+        return slot
+
+    # --- waiting --------------------------------------------------------------------------------------
+
+    async def wait(self, job: Job, timeout: float | None) -> Outcome | None:
+        """The job's outcome, or None when `timeout` passed first (the job goes on)."""
+        assert job.runner is not None
+        job.waiters += 1
+        try:
+            done, _ = await asyncio.wait({job.runner}, timeout=timeout)
+        finally:
+            job.waiters -= 1
+        if not done:
+            return None
+        return job.runner.result()
+
+    def hand_off(self, job: Job) -> None:
+        """The shim told a client to retry this job: let the same request attach for a while."""
+        job.handoff_until = self._clock() + self._handoff
+
+    def mark_delivered(self, job: Job) -> None:
+        job.delivered = True
+
+    def live_jobs(self) -> int:
+        return len(self._live)
+
+    async def drain(self, timeout: float) -> None:
+        if self._live:
+            await asyncio.wait(set(self._live), timeout=timeout)
+
+    async def aclose(self) -> None:
+        for runner in list(self._live):
+            runner.cancel()
+        if self._live:
+            await asyncio.wait(set(self._live), timeout=5)

@@ -1,0 +1,263 @@
+"""reAPI's wire format, pure: OpenAI-side jobs to submit bodies, task JSON to Task, error JSON to our errors.
+
+Tables come from the gpt-image-2-official document (sizes, 4K rule, batches) and reAPI's notes (codes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .. import errors
+from ..pacing import LatencyPrior
+from ..sizes import nearest_ratio, parse_pixels
+from ..types import ImageJob, Task
+from . import ModelSpec, Submission
+
+OFFICIAL = "gpt-image-2-official"
+CATALOG: dict[str, ModelSpec] = {
+    spec.id: spec
+    for spec in (
+        ModelSpec(OFFICIAL, max_batch=4, pixel_sizes=True, quality=True, background=True, moderation=True,
+                  mask=True),
+        ModelSpec("gpt-image-2"),
+        ModelSpec("gemini-2.5-flash-image-preview"),
+        ModelSpec("gemini-3-pro-image-preview"),
+        ModelSpec("gemini-3.1-flash-image-preview"),
+        ModelSpec("doubao-seedream-5-0-lite"),
+    )
+}  # fmt: skip
+
+WIDESCREEN = ("16:9", "9:16", "2:1", "1:2", "21:9", "9:21")
+TIERS = ("1k", "2k", "4k")
+_LANDSCAPE: dict[str, dict[str, tuple[int, int]]] = {
+    "1:1": {"1k": (1024, 1024), "2k": (2048, 2048)},
+    "3:2": {"1k": (1536, 1024), "2k": (2048, 1360)},
+    "4:3": {"1k": (1024, 768), "2k": (2048, 1536)},
+    "5:4": {"1k": (1280, 1024), "2k": (2560, 2048)},
+    "16:9": {"1k": (1536, 864), "2k": (2048, 1152), "4k": (3840, 2160)},
+    "2:1": {"1k": (2048, 1024), "2k": (2688, 1344), "4k": (3840, 1920)},
+    "21:9": {"1k": (2016, 864), "2k": (2688, 1152), "4k": (3840, 1648)},
+}
+
+
+def _portrait(ratio: str) -> str:
+    w, h = ratio.split(":")
+    return f"{h}:{w}"
+
+
+#: ratio -> tier -> (width, height), the document's size table with portrait cells swapped.
+PIXELS: dict[str, dict[str, tuple[int, int]]] = {
+    **_LANDSCAPE,
+    **{
+        _portrait(r): {t: (h, w) for t, (w, h) in cells.items()}
+        for r, cells in _LANDSCAPE.items()
+        if r != "1:1"
+    },
+}
+
+#: Documented end-to-end latencies (seconds) by quality x resolution; the scheduler learns the rest.
+_PRIOR_TABLE = {
+    ("low", "1k"): (20, 40), ("medium", "1k"): (30, 60), ("high", "1k"): (40, 80),
+    ("low", "2k"): (30, 60), ("medium", "2k"): (45, 90), ("high", "2k"): (60, 120),
+    ("low", "4k"): (60, 120), ("medium", "4k"): (90, 150), ("high", "4k"): (120, 180),
+}  # fmt: skip
+PRIORS: dict[str, LatencyPrior] = {
+    f"reapi/{model}/{quality}/{tier}": LatencyPrior(low, high)
+    for model in CATALOG
+    for (quality, tier), (low, high) in _PRIOR_TABLE.items()
+}
+
+
+def latency_class(model: str, quality: str | None, resolution: str | None) -> str:
+    spec = CATALOG.get(model)
+    tier = (resolution or "1k").lower()
+    if spec is None or not spec.quality:
+        return f"reapi/{model}/low/{tier}"  # the cheap channels run like low quality
+    q = quality if quality in ("low", "medium", "high") else "high"  # auto runs at high
+    return f"reapi/{model}/{q}/{tier}"
+
+
+def _allowed_tiers(ratio: str) -> tuple[str, ...]:
+    return TIERS if ratio in WIDESCREEN else TIERS[:2]
+
+
+def _require_4k_widescreen(ratio: str | None, resolution: str | None) -> None:
+    if resolution == "4k" and ratio not in WIDESCREEN:
+        raise errors.InvalidRequest(
+            "Invalid value for 'resolution': 4k requires an explicit size with one of the ratios "
+            f"{', '.join(WIDESCREEN)} (e.g. size '16:9' or '3840x2160').",
+            param="resolution",
+            code="invalid_value",
+        )
+
+
+def map_size(size: str | None, resolution: str | None, spec: ModelSpec) -> tuple[str | None, str | None, str]:
+    """OpenAI size (+ optional reAPI resolution) -> (upstream size, upstream resolution, reported size).
+
+    WxH goes out as exact pixels where the channel takes them, else as the nearest ratio; the tier is the
+    given resolution, else the smallest tier whose cell is not smaller than the request (4k only for the
+    six widescreen ratios, so never an upstream-invalid combination).
+    """
+    if size is None or size == "auto":
+        _require_4k_widescreen(None, resolution)
+        tier = resolution or "1k"
+        return size, resolution, "auto" if size == "auto" else "x".join(map(str, PIXELS["1:1"][tier]))
+    pixels = parse_pixels(size)
+    if pixels is None:  # a ratio
+        _require_4k_widescreen(size, resolution)
+        tier = resolution or "1k"
+        return size, resolution, "x".join(map(str, PIXELS[size][tier]))
+    width, height = pixels
+    ratio = nearest_ratio(width, height)
+    if resolution is not None:
+        _require_4k_widescreen(ratio, resolution)
+        tier = resolution
+    else:
+        allowed = _allowed_tiers(ratio)
+        fitting = [t for t in allowed if PIXELS[ratio][t][0] >= width and PIXELS[ratio][t][1] >= height]
+        tier = fitting[0] if fitting else allowed[-1]
+    cell = PIXELS[ratio][tier]
+    upstream_size = size if spec.pixel_sizes else ratio
+    return upstream_size, tier, "x".join(map(str, cell))
+
+
+def _batches(n: int, max_batch: int) -> list[int]:
+    full, rest = divmod(n, max_batch)
+    return [max_batch] * full + ([rest] if rest else [])
+
+
+def _unsupported(field: str, model: str, param: str) -> errors.InvalidRequest:
+    return errors.InvalidRequest(
+        f"'{field}' is not supported by model '{model}'. Use gpt-image-2-official "
+        "(or its alias gpt-image-1) for masks.",
+        param=param,
+        code="unsupported_parameter",
+    )
+
+
+def plan(job: ImageJob) -> list[Submission]:
+    """The reAPI submissions for a job: batches of up to 4 on the official channel, n tasks elsewhere."""
+    model = job.route.upstream_model
+    spec = CATALOG[model]
+    if job.mask_url and not spec.mask:
+        raise _unsupported("mask", job.route.public_id, "mask")
+    if len(job.image_urls) > spec.max_image_urls:
+        raise errors.InvalidRequest(
+            f"Model '{job.route.public_id}' accepts at most {spec.max_image_urls} input images.",
+            param="image",
+            code="invalid_value",
+        )
+    size, resolution, reported = map_size(job.size, job.resolution, spec)
+    body: dict[str, Any] = {"model": model, "prompt": job.prompt}
+    if size is not None:
+        body["size"] = size
+    if resolution is not None:
+        body["resolution"] = resolution
+    quality = None
+    if spec.quality:
+        quality = job.quality or "auto"
+        if job.quality:
+            body["quality"] = job.quality
+    if spec.background and job.background:
+        body["background"] = job.background
+    if spec.moderation and job.moderation:
+        body["moderation"] = job.moderation
+    if job.image_urls:
+        body["image_urls"] = list(job.image_urls)
+    if job.mask_url:
+        body["mask_url"] = job.mask_url
+    klass = latency_class(model, quality, resolution)
+    submissions = []
+    for count in _batches(job.n, spec.max_batch):
+        sub_body = dict(body, n=count) if spec.max_batch > 1 else body
+        submissions.append(Submission(sub_body, count, klass, reported, quality, "opaque"))
+    return submissions
+
+
+def parse_task(payload: Mapping[str, Any]) -> Task:
+    """A reAPI task envelope -> Task."""
+    status = payload.get("status")
+    if status not in ("processing", "completed", "failed"):
+        status = "processing" if status in ("pending", "queued", "running", None) else "failed"
+    output = payload.get("output") or {}
+    urls = output.get("image_urls") if isinstance(output, Mapping) else None
+    error = payload.get("error") or {}
+    code = error.get("code") if isinstance(error, Mapping) else None
+    message = error.get("message") if isinstance(error, Mapping) else None
+    if status == "completed" and not urls:
+        status, code, message = "failed", code or "80003", message or "completed without image_urls"
+    return Task(
+        id=str(payload.get("id", "")),
+        status=status,
+        image_urls=tuple(u for u in (urls or ()) if isinstance(u, str)),
+        error_code=None if code is None else str(code),
+        error_message=None if message is None else str(message),
+    )
+
+
+def task_failure(task: Task) -> errors.ShimError:
+    """The client-facing error for a task that ended failed (the upstream has already refunded it)."""
+    code = task.error_code or "unknown"
+    detail = f"upstream task {task.id} failed with reAPI code {code}: {task.error_message or 'no message'}"
+    if "moderat" in (task.error_message or "").lower():
+        return errors.ContentPolicyViolation(
+            f"Your request was rejected by the upstream's safety system ({detail}). Credits were refunded."
+        )
+    status = 504 if code == "80002" else 502
+    return errors.TaskFailed(f"{detail}. Credits were refunded.", status=status, task_id=task.id)
+
+
+_PARAMS = ("prompt", "size", "resolution", "quality", "background", "moderation", "image_urls", "mask_url", "n")
+#: The moderation code is not in our documents; 20010 is what the emulator uses (see README, limitations).
+MODERATION_CODES = frozenset({20010})
+
+
+def _param_of(message: str) -> str | None:
+    lowered = message.lower()
+    for name in _PARAMS:
+        if name in lowered:
+            return {"image_urls": "image", "mask_url": "mask"}.get(name, name)
+    return None
+
+
+def map_error(status: int, payload: object, retry_after: float) -> Exception:
+    """An upstream error reply -> our error. Matches on reAPI's code first, the HTTP status second."""
+    error = payload.get("error") if isinstance(payload, Mapping) else None
+    error = error if isinstance(error, Mapping) else {}
+    raw_code = error.get("code")
+    code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else 0
+    message = str(error.get("message") or f"HTTP {status}")[:500]
+    request_id = error.get("request_id") if isinstance(error.get("request_id"), str) else None
+    kind = code // 10000 if code else 0
+    upstream = f"reAPI {code or status}: {message}"
+    if code == 50001 or status == 429:
+        return errors.UpstreamRateLimited(retry_after)
+    if kind == 1 or status in (401, 403):
+        return errors.AuthenticationFailed(
+            f"Incorrect API key provided: the upstream rejected it ({upstream}).",
+            upstream_request_id=request_id,
+        )
+    if code in MODERATION_CODES or (kind == 2 and "moderat" in message.lower()):
+        return errors.ContentPolicyViolation(
+            f"Your request was rejected by the upstream's safety system ({upstream}). No credits were charged.",
+            upstream_request_id=request_id,
+        )
+    if kind == 2 or status == 400:
+        return errors.InvalidRequest(
+            f"The upstream rejected the request ({upstream}).",
+            param=_param_of(message),
+            code="invalid_value",
+            upstream_request_id=request_id,
+        )
+    if kind == 3 or status == 402:
+        return errors.InsufficientQuota(
+            "You exceeded your current quota: the upstream account has insufficient credits "
+            f"({upstream}). Top up the reAPI balance; retrying will not help.",
+            upstream_request_id=request_id,
+        )
+    if status == 404:
+        return errors.UpstreamError(f"The upstream does not know this task ({upstream}).")
+    return errors.UpstreamTransient(upstream)
+
+

@@ -1,0 +1,145 @@
+"""reve2img's wire format, pure: jobs to /api/v1/generate bodies, status envelopes to Task, errors (named
+by `message`) to ours.
+
+The reference lists no model catalog (its category pages are not in our documents); the catalog and
+aspect-ratio sizes below are the ones our emulator implements, and the README says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .. import errors
+from ..pacing import LatencyPrior
+from ..sizes import nearest_ratio, parse_pixels
+from ..types import ImageJob, Task
+from . import ModelSpec, Submission
+
+CATALOG: dict[str, ModelSpec] = {
+    spec.id: spec
+    for spec in (
+        ModelSpec("reve-2.0", synchronous=True, max_image_urls=4),
+        ModelSpec("reve-2.0-fast", synchronous=True, max_image_urls=4),
+        ModelSpec("flux-2", max_image_urls=4),
+        ModelSpec("seedream-4.0", max_image_urls=4),
+    )
+}
+ASPECT_SIZES: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024), "16:9": (1360, 768), "9:16": (768, 1360), "4:3": (1152, 864),
+    "3:4": (864, 1152), "3:2": (1248, 832), "2:3": (832, 1248),
+}  # fmt: skip
+ASPECTS = tuple(ASPECT_SIZES)
+PRIORS: dict[str, LatencyPrior] = {
+    "reve2img/reve-2.0": LatencyPrior(0.5, 2.0),
+    "reve2img/reve-2.0-fast": LatencyPrior(0.5, 1.0),
+    "reve2img/flux-2": LatencyPrior(10, 20),
+    "reve2img/seedream-4.0": LatencyPrior(20, 40),
+}
+STATUSES = {"IN_PROGRESS": "processing", "SUCCESS": "completed", "FAILED": "failed"}
+
+
+def aspect_ratio(size: str | None) -> str | None:
+    """OpenAI size -> the nearest supported aspect_ratio; None (the upstream's default) for auto/absent."""
+    if size is None or size == "auto":
+        return None
+    if size in ASPECT_SIZES:
+        return size
+    pixels = parse_pixels(size)
+    if pixels is None:
+        w, h = (int(p) for p in size.split(":"))
+        pixels = (w, h)
+    return nearest_ratio(pixels[0], pixels[1], ASPECTS)
+
+
+def plan(job: ImageJob) -> list[Submission]:
+    """One task per image (the API makes one image per task)."""
+    model = job.route.upstream_model
+    spec = CATALOG[model]
+    if job.mask_url:
+        raise errors.InvalidRequest(
+            f"'mask' is not supported by model '{job.route.public_id}'. Use gpt-image-2-official "
+            "(or its alias gpt-image-1) for masks.",
+            param="mask",
+            code="unsupported_parameter",
+        )
+    if len(job.image_urls) > spec.max_image_urls:
+        raise errors.InvalidRequest(
+            f"Model '{job.route.public_id}' accepts at most {spec.max_image_urls} input images.",
+            param="image",
+            code="invalid_value",
+        )
+    ratio = aspect_ratio(job.size)
+    body: dict[str, Any] = {"model": model, "prompt": job.prompt}
+    if ratio:
+        body["aspect_ratio"] = ratio
+    if job.image_urls:
+        body["image_urls"] = list(job.image_urls)
+    w, h = ASPECT_SIZES[ratio or "1:1"]
+    return [Submission(body, 1, f"reve2img/{model}", f"{w}x{h}", None, "opaque") for _ in range(job.n)]
+
+
+def parse_task(data: Mapping[str, Any]) -> Task:
+    """The `data` of a generate or status answer -> Task."""
+    status = STATUSES.get(str(data.get("status")), "processing")
+    response = data.get("response") if isinstance(data.get("response"), Mapping) else {}
+    urls = tuple(u for u in (response.get("resultUrls") or ()) if isinstance(u, str))
+    error = data.get("error") if isinstance(data.get("error"), Mapping) else {}
+    credits = data.get("consumed_credits")
+    if status == "completed" and not urls:
+        status, error = "failed", {"code": "GENERATION_FAILED", "message": "SUCCESS without resultUrls"}
+    return Task(
+        id=str(data.get("task_id", "")),
+        status=status,  # type: ignore[arg-type]
+        image_urls=urls,
+        error_code=str(error["code"]) if error.get("code") else None,
+        error_message=str(error["message"]) if error.get("message") else None,
+        credits=credits if isinstance(credits, int) and not isinstance(credits, bool) else None,
+    )
+
+
+def task_failure(task: Task) -> errors.ShimError:
+    """A FAILED task -> the client's error (failed tasks are not charged)."""
+    code = task.error_code or "GENERATION_FAILED"
+    detail = f"upstream task {task.id} failed with reve2img {code}: {task.error_message or 'no message'}"
+    if code == "CONTENT_POLICY_VIOLATION":
+        return errors.ContentPolicyViolation(f"The output was rejected by content moderation ({detail}).")
+    status = {"TIMEOUT": 504, "SERVICE_UNAVAILABLE": 503}.get(code, 502)
+    return errors.TaskFailed(f"{detail}. Failed tasks are not charged.", status=status, task_id=task.id)
+
+
+def map_error(status: int, payload: object, retry_after: float, *, submitting: bool) -> Exception:
+    """An error answer -> ours, by its `message` name (the HTTP status when the name is unknown)."""
+    body = payload if isinstance(payload, Mapping) else {}
+    name = str(body.get("message") or "")
+    detail = str(body.get("detail") or name or f"HTTP {status}")[:500]
+    upstream = f"reve2img {status} {name}: {detail}"
+    if name in ("RATE_LIMITED", "TOO_MANY_TASKS") or status == 429:
+        return errors.UpstreamRateLimited(retry_after, reason=name.lower() or "rate_limited")
+    if name == "INVALID_API_KEY" or status in (401, 403):
+        return errors.AuthenticationFailed(f"Incorrect API key provided: the upstream rejected it ({upstream}).")
+    if name == "CONTENT_POLICY_VIOLATION":
+        return errors.ContentPolicyViolation(
+            f"Your request was rejected by the upstream's safety system ({upstream}). No credits were charged."
+        )
+    if name == "INSUFFICIENT_CREDITS" or status == 402:
+        return errors.InsufficientQuota(
+            f"You exceeded your current quota: the upstream account has insufficient credits ({upstream}). "
+            "Top up the reve2img balance; retrying will not help."
+        )
+    if name in ("INVALID_PROMPT", "INVALID_MODEL", "INVALID_PARAMETER") or status == 400:
+        param = {"INVALID_PROMPT": "prompt", "INVALID_MODEL": "model"}.get(name)
+        return errors.InvalidRequest(f"The upstream rejected the request ({upstream}).", param=param)
+    if name == "TASK_NOT_FOUND" or status == 404:
+        return errors.UpstreamError(f"The upstream does not know this task ({upstream}).")
+    if submitting:
+        if name == "GENERATION_FAILED" or status == 500:
+            # Documented as "Internal error. Safe to retry.": no task was created; the client may retry.
+            return errors.UpstreamError(f"The upstream failed to start the task ({upstream}).")
+        if name == "SERVICE_UNAVAILABLE" or status == 503:
+            return errors.UpstreamUnavailable(f"The upstream model is temporarily unavailable ({upstream}).")
+        if name == "TIMEOUT" or status == 504:
+            return errors.SubmitOutcomeUnknown(
+                f"The upstream timed out on the submit ({upstream}); a task may exist, so it is not resubmitted."
+            )
+    return errors.UpstreamTransient(upstream)

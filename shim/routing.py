@@ -1,0 +1,124 @@
+"""Public model names -> Routes (provider + upstream model + defaults): built-in OpenAI aliases, each
+provider's own ids (bare or as provider/model), and the names a SHIM_CONFIG TOML file defines."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import errors
+from .config import ConfigurationError
+from .sizes import size_problem
+from .types import Route
+
+OFFICIAL = "gpt-image-2-official"
+#: OpenAI's image ids -> (provider, upstream model, default parameters).
+BUILTIN_ALIASES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "dall-e-2": ("reapi", "gpt-image-2", {}),
+    "dall-e-3": ("reapi", OFFICIAL, {"quality": "standard"}),
+    "gpt-image-1": ("reapi", OFFICIAL, {}),
+    "gpt-image-1-mini": ("reapi", OFFICIAL, {}),
+    "gpt-image-1.5": ("reapi", OFFICIAL, {}),
+    "chatgpt-image-latest": ("reapi", OFFICIAL, {}),
+}
+#: gpt-image-2.x-* (dated or suffixed variants of OpenAI's newest id) go to the official channel too.
+VERSIONED_GPT_IMAGE_2 = re.compile(r"^gpt-image-2\.[0-9]+(-[a-z0-9][a-z0-9.-]*)?$")
+
+#: Parameters a configured model may default (the client's own value always wins).
+DEFAULTABLE = {"size", "quality", "background", "moderation", "output_format", "resolution"}
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    """Resolves public model ids. `catalogs` lists each provider's upstream models, in priority order."""
+
+    catalogs: Mapping[str, tuple[str, ...]]
+    configured: Mapping[str, Route]
+
+    def resolve(self, model: str) -> Route:
+        route = self._lookup(model)
+        if route is None:
+            raise errors.ModelNotFound(
+                f"The model '{model}' does not exist or you do not have access to it.", param="model"
+            )
+        return route
+
+    def _lookup(self, model: str) -> Route | None:
+        if model in self.configured:
+            return self.configured[model]
+        if model in BUILTIN_ALIASES:
+            provider, upstream, defaults = BUILTIN_ALIASES[model]
+            return Route(model, provider, upstream, tuple(defaults.items()))
+        if VERSIONED_GPT_IMAGE_2.match(model):
+            return Route(model, "reapi", OFFICIAL)
+        provider, slash, upstream = model.partition("/")
+        if slash:
+            return Route(model, provider, upstream) if upstream in self.catalogs.get(provider, ()) else None
+        for provider, models in self.catalogs.items():
+            if model in models:
+                return Route(model, provider, model)
+        return None
+
+    def ids(self) -> list[tuple[str, str]]:
+        """Every routable id with its owner: configured names, aliases, bare and prefixed upstream ids."""
+        seen: dict[str, str] = {}
+        for name, route in self.configured.items():
+            seen.setdefault(name, route.provider)
+        for name, (provider, _, _) in BUILTIN_ALIASES.items():
+            if provider in self.catalogs:
+                seen.setdefault(name, provider)
+        for provider, models in self.catalogs.items():
+            for model in models:
+                seen.setdefault(model, provider)
+                seen.setdefault(f"{provider}/{model}", provider)
+        return list(seen.items())
+
+
+def load_config(path: str, catalogs: Mapping[str, tuple[str, ...]]) -> dict[str, Route]:
+    """Read the SHIM_CONFIG TOML file: `[models."name"]` tables with provider, model and defaults.
+
+    Any problem raises ConfigurationError naming the entry, at start-up.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigurationError(f"SHIM_CONFIG: cannot read {path!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"SHIM_CONFIG: {path!r} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"models"}
+    if unknown:
+        raise ConfigurationError(f"SHIM_CONFIG: unknown top-level key(s) {sorted(unknown)} in {path!r}")
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise ConfigurationError("SHIM_CONFIG: [models] must be a table")
+    return {name: _route(name, entry, catalogs) for name, entry in models.items()}
+
+
+def _route(name: str, entry: Any, catalogs: Mapping[str, tuple[str, ...]]) -> Route:
+    where = f'SHIM_CONFIG: [models."{name}"]'
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where} must be a table")
+    if not name or "/" in name:
+        raise ConfigurationError(f"{where}: a public name must be non-empty and contain no '/'")
+    provider = entry.get("provider")
+    model = entry.get("model")
+    if provider not in catalogs:
+        raise ConfigurationError(f"{where}: provider must be one of {sorted(catalogs)}, got {provider!r}")
+    if model not in catalogs[provider]:
+        raise ConfigurationError(
+            f"{where}: model {model!r} is not a {provider} model (known: {', '.join(catalogs[provider])})"
+        )
+    defaults = dict(entry.get("defaults", {}))
+    defaults.update({k: v for k, v in entry.items() if k not in ("provider", "model", "defaults")})
+    for key, value in defaults.items():
+        if key not in DEFAULTABLE:
+            raise ConfigurationError(f"{where}: unknown parameter {key!r} (allowed: {', '.join(sorted(DEFAULTABLE))})")
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{where}: {key} must be a string, got {value!r}")
+    if "size" in defaults and size_problem(defaults["size"]):
+        raise ConfigurationError(f"{where}: {size_problem(defaults['size'])}")
+    return Route(name, provider, model, tuple(sorted(defaults.items())))

@@ -1,0 +1,114 @@
+"""Real servers on 127.0.0.1: the upstream emulators and the shim, each served by uvicorn in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from shim.app import create_app
+from shim.config import Settings
+from shim.emulator.reapi import create_reapi_app
+from shim.emulator.reve2img import create_reve2img_app
+
+#: Emulated latencies are the documented ones times this: low x 1k takes 0.2-0.4 s.
+TIME_SCALE = 0.01
+
+
+class ServedApp:
+    """An ASGI app served by uvicorn on an ephemeral 127.0.0.1 port in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.server.serve())
+        finally:
+            self.loop.close()
+
+    def start(self) -> ServedApp:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.server.servers[0].sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def served(app: Any) -> Iterator[ServedApp]:
+    server = ServedApp(app).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def reapi_upstream() -> Iterator[ServedApp]:
+    with served(create_reapi_app(time_scale=TIME_SCALE)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def reve2img_upstream() -> Iterator[ServedApp]:
+    with served(create_reve2img_app(time_scale=TIME_SCALE)) as server:
+        yield server
+
+
+def shim_settings(reapi: ServedApp, reve2img: ServedApp, **changes: Any) -> Settings:
+    return Settings(
+        reapi_base_url=reapi.url,
+        reve2img_base_url=reve2img.url,
+        latency_scale=TIME_SCALE,
+        upstream_timeout=10.0,
+    ).replace(**changes)
+
+
+@pytest.fixture(scope="session")
+def shim_server(reapi_upstream: ServedApp, reve2img_upstream: ServedApp) -> Iterator[ServedApp]:
+    with served(create_app(shim_settings(reapi_upstream, reve2img_upstream))) as server:
+        yield server
+
+
+@pytest.fixture
+def key() -> str:
+    """A fresh API key per test, so the emulator's per-key counters belong to this test alone."""
+    return "rk_test_" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def reapi_state(reapi_upstream: ServedApp) -> Any:
+    return reapi_upstream.app.state.emulator
+
+
+@pytest.fixture
+def reve2img_state(reve2img_upstream: ServedApp) -> Any:
+    return reve2img_upstream.app.state.emulator

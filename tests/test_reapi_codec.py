@@ -1,0 +1,135 @@
+"""The reAPI codec: tables in, whole values out (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shim import errors
+from shim.providers import reapi_codec as codec
+from shim.types import ImageJob, Route, Task
+
+OFFICIAL = codec.CATALOG["gpt-image-2-official"]
+CHEAP = codec.CATALOG["gpt-image-2"]
+
+
+@pytest.mark.parametrize(
+    ("size", "resolution", "spec", "expected"),
+    [
+        pytest.param("1024x1024", None, OFFICIAL, ("1024x1024", "1k", "1024x1024"), id="square-official-exact"),
+        pytest.param("1024x1024", None, CHEAP, ("1:1", "1k", "1024x1024"), id="square-cheap-ratio"),
+        pytest.param("1536x1024", None, CHEAP, ("3:2", "1k", "1536x1024"), id="landscape"),
+        pytest.param("1024x1536", None, CHEAP, ("2:3", "1k", "1024x1536"), id="portrait"),
+        pytest.param("1792x1024", None, CHEAP, ("16:9", "2k", "2048x1152"), id="dalle3-wide-needs-2k"),
+        pytest.param("1024x1792", None, CHEAP, ("9:16", "2k", "1152x2048"), id="dalle3-tall-needs-2k"),
+        pytest.param("512x512", None, CHEAP, ("1:1", "1k", "1024x1024"), id="small-rounds-up"),
+        pytest.param("256x256", None, CHEAP, ("1:1", "1k", "1024x1024"), id="tiny"),
+        pytest.param("3840x2160", None, CHEAP, ("16:9", "4k", "3840x2160"), id="4k-widescreen"),
+        pytest.param("3072x3072", None, CHEAP, ("1:1", "2k", "2048x2048"), id="square-capped-at-2k"),
+        pytest.param("2048x1360", None, OFFICIAL, ("2048x1360", "2k", "2048x1360"), id="3:2-2k"),
+        pytest.param("16:9", "4k", CHEAP, ("16:9", "4k", "3840x2160"), id="ratio-4k"),
+        pytest.param("21:9", None, CHEAP, ("21:9", None, "2016x864"), id="ratio-default-tier"),
+        pytest.param("auto", None, OFFICIAL, ("auto", None, "auto"), id="auto"),
+        pytest.param(None, "2k", OFFICIAL, (None, "2k", "2048x2048"), id="no-size"),
+    ],
+)
+def test_map_size(size, resolution, spec, expected) -> None:
+    """OpenAI sizes map to the document's (ratio, tier) cells, exact pixels where the channel takes them."""
+    assert codec.map_size(size, resolution, spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("size", "resolution"),
+    [("1:1", "4k"), ("auto", "4k"), (None, "4k"), ("4:3", "4k"), ("1024x1024", "4k")],
+)
+def test_4k_only_widescreen(size, resolution) -> None:
+    """4k with a non-widescreen, auto or missing size never reaches the upstream."""
+    with pytest.raises(errors.InvalidRequest) as caught:
+        codec.map_size(size, resolution, OFFICIAL)
+    assert caught.value.param == "resolution"
+
+
+def _job(model: str, n: int = 1, **kw) -> ImageJob:
+    return ImageJob(operation="generate", route=Route(model, "reapi", model), prompt="p", n=n, **kw)
+
+
+def test_plan_batches_official() -> None:
+    """The official channel takes batches of up to 4: n=10 becomes 4 + 4 + 2."""
+    subs = codec.plan(_job("gpt-image-2-official", 10, quality="low", size="1024x1024"))
+    assert [s.count for s in subs] == [4, 4, 2]
+    assert [s.body["n"] for s in subs] == [4, 4, 2]
+    assert subs[0].body == {
+        "model": "gpt-image-2-official", "prompt": "p", "size": "1024x1024", "resolution": "1k",
+        "quality": "low", "n": 4,
+    }  # fmt: skip
+    assert subs[0].latency_class == "reapi/gpt-image-2-official/low/1k"
+
+
+def test_plan_fans_out_cheap_channel() -> None:
+    """gpt-image-2 has n fixed at 1: n=3 is three tasks, and quality/background/moderation are not sent."""
+    subs = codec.plan(_job("gpt-image-2", 3, quality="high", background="opaque", moderation="low"))
+    assert [s.count for s in subs] == [1, 1, 1]
+    assert all(s.body == {"model": "gpt-image-2", "prompt": "p"} for s in subs)
+
+
+def test_plan_mask_on_cheap_channel_names_a_model_that_has_it() -> None:
+    """A mask on a model without mask support is a 400 that names gpt-image-2-official."""
+    with pytest.raises(errors.InvalidRequest) as caught:
+        codec.plan(_job("gpt-image-2", image_urls=("https://x/a.png",), mask_url="https://x/m.png"))
+    assert caught.value.param == "mask"
+    assert "gpt-image-2-official" in caught.value.message
+
+
+def test_parse_task_completed() -> None:
+    """A completed envelope becomes a terminal Task with its image URLs."""
+    task = codec.parse_task(
+        {"id": "task_1", "status": "completed", "output": {"image_urls": ["https://c/0.png"]}, "error": None}
+    )
+    assert task == Task(id="task_1", status="completed", image_urls=("https://c/0.png",))
+
+
+def test_parse_task_failed() -> None:
+    """A failed envelope keeps the upstream code and message."""
+    task = codec.parse_task(
+        {"id": "t", "status": "failed", "output": None, "error": {"code": 80002, "message": "timeout"}}
+    )
+    assert (task.status, task.error_code, task.error_message) == ("failed", "80002", "timeout")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        ("80001", 502, errors.TaskFailed),
+        ("80002", 504, errors.TaskFailed),
+        ("80003", 502, errors.TaskFailed),
+    ],
+)
+def test_task_failure(code, status, error) -> None:
+    """Failed tasks: 502 for 80001/80003, 504 for 80002; the message names code and task id."""
+    failure = codec.task_failure(Task("task_9", "failed", error_code=code, error_message="m"))
+    assert isinstance(failure, error)
+    assert failure.status == status
+    assert "task_9" in failure.message and code in failure.message
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "expected", "param"),
+    [
+        (401, 10003, "invalid API key", errors.AuthenticationFailed, None),
+        (403, 10004, "revoked", errors.AuthenticationFailed, None),
+        (400, 20002, "prompt is required", errors.InvalidRequest, "prompt"),
+        (400, 20003, 'invalid size "x"', errors.InvalidRequest, "size"),
+        (400, 20010, "prompt rejected by content moderation", errors.ContentPolicyViolation, None),
+        (402, 30001, "insufficient credits", errors.InsufficientQuota, None),
+        (429, 50001, "rate limited", errors.UpstreamRateLimited, None),
+        (500, 90000, "internal", errors.UpstreamTransient, None),
+    ],
+)
+def test_map_error(status, code, message, expected, param) -> None:
+    """Upstream error replies map by code to the client-facing error classes."""
+    error = codec.map_error(status, {"error": {"code": code, "message": message, "request_id": "req_1"}}, 2.0)
+    assert type(error) is expected
+    if isinstance(error, errors.ShimError):
+        assert error.param == param
+        assert error.upstream_request_id == "req_1"
+    if isinstance(error, errors.UpstreamRateLimited):
+        assert error.retry_after == 2.0
