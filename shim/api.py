@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import copy
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -60,8 +60,13 @@ async def answer(request: Request, spec: ImageJob, key: str) -> Response:
     headers = {"x-shim-job": job.id, "x-shim-attached": "true" if attached else "false"}
     if spec.stream:
         return streaming.respond(request, spec, job, headers)
-    outcome = await hold(request, job)
-    result = await deliver(request, spec, outcome)
+    try:
+        outcome = await hold(request, job)
+        result = await deliver(request, spec, outcome)
+    except errors.ShimError as exc:
+        error = copy.copy(exc)  # the job's exception is shared by every request attached to it
+        error.headers = {**exc.headers, **headers}
+        raise error from exc
     headers.update(result_headers(result))
     return JSONResponse(
         render_images(spec, result),

@@ -48,6 +48,8 @@ class ShimError(Exception):
             self.code = code
         self.retry_after = retry_after
         self.upstream_request_id = upstream_request_id
+        #: Headers the edge adds to the rendered error (the job id, say); never secrets.
+        self.headers: dict[str, str] = {}
 
 
 class InvalidRequest(ShimError):

@@ -11,7 +11,6 @@ from . import errors
 from .sizes import size_problem
 from .types import ImageJob, JobResult, Operation, Route
 
-MAX_PROMPT = 32000
 MAX_PROMPT_REAPI = 4000
 MAX_N = 10
 
@@ -118,7 +117,7 @@ class _Fields:
 
 def check_public_url(url: str, param: str) -> None:
     lowered = url.strip().lower()
-    if not (lowered.startswith("http://") or lowered.startswith("https://")) or len(url) > 4096:
+    if not lowered.startswith(("http://", "https://")) or len(url) > 4096:
         raise _fail(
             f"Invalid value for '{param}': image URLs must be public http(s) URLs "
             "(the upstream rejects data: URIs; upload the file through /v1/images/edits instead).",
@@ -252,7 +251,7 @@ def render_error(error: errors.ShimError, request_id: str) -> tuple[int, dict[st
     if error.upstream_request_id and error.upstream_request_id not in message:
         message = f"{message} (upstream request_id: {error.upstream_request_id})"
     body = {"error": {"message": message, "type": error.type, "param": error.param, "code": error.code}}
-    headers = {"x-request-id": request_id}
+    headers = {**error.headers, "x-request-id": request_id}
     if error.upstream_request_id:
         headers["x-upstream-request-id"] = error.upstream_request_id
     if error.should_retry is not None:

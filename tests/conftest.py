@@ -112,3 +112,20 @@ def reapi_state(reapi_upstream: ServedApp) -> Any:
 @pytest.fixture
 def reve2img_state(reve2img_upstream: ServedApp) -> Any:
     return reve2img_upstream.app.state.emulator
+
+
+@pytest.fixture
+def sdk() -> Iterator[Any]:
+    """Makes openai.OpenAI clients for a served shim and closes them after the test."""
+    import openai
+
+    clients: list[openai.OpenAI] = []
+
+    def make(server: ServedApp, api_key: str, **kw: Any) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=api_key, **kw)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -11,12 +11,6 @@ import openai
 import pytest
 from PIL import Image
 
-from .conftest import ServedApp
-
-
-def client(shim: ServedApp, key: str, **kw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=shim.url + "/v1", api_key=key, **kw)
-
 
 def decode(b64: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(b64)))
@@ -26,9 +20,9 @@ def tasks_of(state, key: str) -> list:
     return [t for t in state.tasks.values() if t.key == key]
 
 
-def test_gpt_image_b64_default(shim_server, key, reapi_state) -> None:
+def test_gpt_image_b64_default(sdk, shim_server, key, reapi_state) -> None:
     """gpt-image-1 answers b64_json of a real PNG at the requested size, from one official-channel task."""
-    result = client(shim_server, key).images.generate(
+    result = sdk(shim_server, key).images.generate(
         model="gpt-image-1", prompt="a red panda", size="1024x1024", quality="low"
     )
     assert len(result.data) == 1 and result.data[0].url is None
@@ -55,17 +49,29 @@ async def test_async_sdk_url(shim_server, key, reapi_state) -> None:
 @pytest.mark.parametrize(
     ("model", "size", "quality", "upstream", "pixels"),
     [
-        ("dall-e-3", "1792x1024", "hd", {"size": "1792x1024", "resolution": "2k", "quality": "high"}, (2048, 1152)),
-        ("dall-e-3", "1024x1024", None, {"size": "1024x1024", "resolution": "1k", "quality": "medium"}, (1024, 1024)),
+        (
+            "dall-e-3",
+            "1792x1024",
+            "hd",
+            {"size": "1792x1024", "resolution": "2k", "quality": "high"},
+            (2048, 1152),
+        ),
+        (
+            "dall-e-3",
+            "1024x1024",
+            None,
+            {"size": "1024x1024", "resolution": "1k", "quality": "medium"},
+            (1024, 1024),
+        ),
         ("gpt-image-1", "1536x1024", "medium", {"size": "1536x1024", "resolution": "1k"}, (1536, 1024)),
         ("gpt-image-2", "16:9", None, {"size": "16:9"}, (1536, 864)),
         ("dall-e-2", "1024x1536", None, {"size": "2:3", "resolution": "1k"}, (1024, 1536)),
     ],
 )
-def test_size_and_quality_mapping(shim_server, key, reapi_state, model, size, quality, upstream, pixels) -> None:
+def test_size_and_quality_mapping(sdk, shim_server, key, reapi_state, model, size, quality, upstream, pixels) -> None:
     """Sizes and qualities reach the upstream as the mapping table says, and the PNG has the cell's pixels."""
     kw = {"quality": quality} if quality else {}
-    result = client(shim_server, key).images.generate(
+    result = sdk(shim_server, key).images.generate(
         model=model, prompt="[latency=0.1] mapping", size=size, response_format="b64_json", **kw
     )
     assert decode(result.data[0].b64_json).size == pixels
@@ -73,9 +79,9 @@ def test_size_and_quality_mapping(shim_server, key, reapi_state, model, size, qu
     assert {k: task.body.get(k) for k in upstream} == upstream
 
 
-def test_n_batches_on_official_channel(shim_server, key, reapi_state) -> None:
+def test_n_batches_on_official_channel(sdk, shim_server, key, reapi_state) -> None:
     """n=6 on the official channel is two tasks (4 + 2) and six distinct images."""
-    result = client(shim_server, key).images.generate(
+    result = sdk(shim_server, key).images.generate(
         model="gpt-image-1", prompt="[latency=0.2] batch", n=6, quality="low", response_format="url"
     )
     assert len(result.data) == 6 and len({d.url for d in result.data}) == 6
@@ -91,9 +97,9 @@ async def test_n_fans_out_on_single_image_channel(shim_server, key, reapi_state)
     assert len(tasks) == 3 and all("n" not in t.body for t in tasks)
 
 
-def test_output_format_conversion(shim_server, key) -> None:
+def test_output_format_conversion(sdk, shim_server, key) -> None:
     """output_format jpeg/webp converts the downloaded PNG before base64."""
-    c = client(shim_server, key)
+    c = sdk(shim_server, key)
     jpeg = c.images.generate(model="gpt-image-1", prompt="[latency=0.1] j", output_format="jpeg", quality="low")
     webp = c.images.generate(model="gpt-image-1", prompt="[latency=0.1] w", output_format="webp", quality="low")
     assert decode(jpeg.data[0].b64_json).format == "JPEG" and jpeg.output_format == "jpeg"
@@ -122,11 +128,11 @@ def test_missing_key_is_401_without_upstream_call(shim_server, reapi_state) -> N
         ("rk_t_", "[latency=0.1][fail=80003] x", openai.InternalServerError, 502, "upstream_task_failed"),
     ],
 )
-def test_error_table(shim_server, reapi_state, key, key_prefix, prompt, exception, status, code) -> None:
+def test_error_table(sdk, shim_server, reapi_state, key, key_prefix, prompt, exception, status, code) -> None:
     """Each upstream failure reaches the SDK as the documented OpenAI-shaped error, paying at most once."""
     api_key = key_prefix + key
     with pytest.raises(exception) as caught:
-        client(shim_server, api_key).images.generate(model="dall-e-2", prompt=prompt)
+        sdk(shim_server, api_key).images.generate(model="dall-e-2", prompt=prompt)
     assert caught.value.status_code == status
     assert caught.value.code == code
     assert caught.value.request_id
@@ -137,11 +143,11 @@ def test_error_table(shim_server, reapi_state, key, key_prefix, prompt, exceptio
         assert task.id in caught.value.message and task.refunded
 
 
-def test_insufficient_quota_is_not_retried(shim_server, reapi_state, key) -> None:
+def test_insufficient_quota_is_not_retried(sdk, shim_server, reapi_state, key) -> None:
     """402 becomes 429 insufficient_quota with x-should-retry: false: the SDK does not repeat it."""
     api_key = "rk_broke_" + key
     with pytest.raises(openai.RateLimitError) as caught:
-        client(shim_server, api_key, max_retries=2).images.generate(prompt="x")
+        sdk(shim_server, api_key, max_retries=2).images.generate(prompt="x")
     assert caught.value.response.headers["x-should-retry"] == "false"
     assert reapi_state.counters(api_key)["submit_rejected"] == 1
 
@@ -166,16 +172,16 @@ def test_validation_never_calls_upstream(shim_server, reapi_state, key, body, pa
     assert reapi_state.counters(key)["requests"] == 0
 
 
-def test_unknown_model_404(shim_server, key) -> None:
+def test_unknown_model_404(sdk, shim_server, key) -> None:
     """An unknown model is NotFoundError with code model_not_found."""
     with pytest.raises(openai.NotFoundError) as caught:
-        client(shim_server, key).images.generate(model="imagen-99", prompt="x")
+        sdk(shim_server, key).images.generate(model="imagen-99", prompt="x")
     assert caught.value.code == "model_not_found"
 
 
-def test_models_list_and_retrieve(shim_server, key) -> None:
+def test_models_list_and_retrieve(sdk, shim_server, key) -> None:
     """models.list lists every routable id; retrieve decodes a percent-encoded provider/model id."""
-    c = client(shim_server, key)
+    c = sdk(shim_server, key)
     ids = {m.id for m in c.models.list()}
     assert {"dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-2", "reapi/gpt-image-2-official"} <= ids
     assert c.models.retrieve("reapi/gpt-image-2-official").owned_by == "reapi"
