@@ -79,9 +79,7 @@ class Settings:
 
         response_format = text("SHIM_DEFAULT_RESPONSE_FORMAT", None)
         if response_format not in (None, "url", "b64_json"):
-            raise ConfigurationError(
-                f"SHIM_DEFAULT_RESPONSE_FORMAT must be url or b64_json, got {response_format!r}"
-            )
+            raise ConfigurationError(f"SHIM_DEFAULT_RESPONSE_FORMAT must be url or b64_json, got {response_format!r}")
         hold = _float(environ, "SHIM_HOLD_SECONDS", None)
         return cls(
             reapi_base_url=(text("SHIM_REAPI_BASE_URL", cls.reapi_base_url) or "").rstrip("/"),

@@ -79,7 +79,12 @@ def image_size(data: bytes) -> str | None:
 
 
 async def to_b64(
-    http: httpx.AsyncClient, url: str, *, output_format: str, compression: int | None, max_bytes: int,
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    output_format: str,
+    compression: int | None,
+    max_bytes: int,
     timeout: float,
 ) -> tuple[str, str | None]:
     """(base64 of the image in `output_format`, its WxH)."""

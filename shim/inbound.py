@@ -58,9 +58,7 @@ def _reject_constant(name: str) -> Any:
 def parse_json(raw: bytes) -> Any:
     """Strict JSON: UTF-8, no NaN/Infinity, nesting at most MAX_DEPTH levels."""
     if not raw.strip():
-        raise errors.InvalidRequest(
-            "The request body is empty: send a JSON object.", code="invalid_json"
-        )
+        raise errors.InvalidRequest("The request body is empty: send a JSON object.", code="invalid_json")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

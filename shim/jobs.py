@@ -99,9 +99,7 @@ class Jobs:
             live = any(not j.done for j in jobs)
             return now + (running_ttl if live else result_ttl)
 
-        self._by_fingerprint: TLRUCache[tuple[str, str], list[Job]] = TLRUCache(
-            maxsize=100_000, ttu=ttu, timer=clock
-        )
+        self._by_fingerprint: TLRUCache[tuple[str, str], list[Job]] = TLRUCache(maxsize=100_000, ttu=ttu, timer=clock)
         self._by_idempotency: TLRUCache[tuple[str, str], Job] = TLRUCache(
             maxsize=100_000, ttu=lambda _k, j, now: now + (running_ttl if not j.done else result_ttl), timer=clock
         )

@@ -11,6 +11,7 @@ from typing import Any
 
 from . import errors
 from .config import ConfigurationError
+from .openai_wire import BACKGROUNDS, MODERATIONS, OUTPUT_FORMATS, QUALITIES, RESOLUTIONS
 from .sizes import size_problem
 from .types import Route
 
@@ -27,8 +28,17 @@ BUILTIN_ALIASES: dict[str, tuple[str, str, dict[str, str]]] = {
 #: gpt-image-2.x-* (dated or suffixed variants of OpenAI's newest id) go to the official channel too.
 VERSIONED_GPT_IMAGE_2 = re.compile(r"^gpt-image-2\.[0-9]+(-[a-z0-9][a-z0-9.-]*)?$")
 
-#: Parameters a configured model may default (the client's own value always wins).
-DEFAULTABLE = {"size", "quality", "background", "moderation", "output_format", "resolution"}
+#: Parameters a configured model may default (the client's own value always wins), with the values each
+#: accepts (the wire parser's own vocabulary: a default is not validated again at request time); size has
+#: its own check.
+DEFAULTABLE: dict[str, tuple[str, ...] | None] = {
+    "size": None,
+    "quality": QUALITIES,
+    "background": BACKGROUNDS,
+    "moderation": MODERATIONS,
+    "output_format": (*OUTPUT_FORMATS, "jpg"),
+    "resolution": RESOLUTIONS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +59,11 @@ class Router:
     def _lookup(self, model: str) -> Route | None:
         if model in self.configured:
             return self.configured[model]
-        if model in BUILTIN_ALIASES:
+        # An alias only routes to a provider this process has (a Route to an absent one would fail later).
+        if model in BUILTIN_ALIASES and BUILTIN_ALIASES[model][0] in self.catalogs:
             provider, upstream, defaults = BUILTIN_ALIASES[model]
             return Route(model, provider, upstream, tuple(defaults.items()))
-        if VERSIONED_GPT_IMAGE_2.match(model):
+        if VERSIONED_GPT_IMAGE_2.match(model) and "reapi" in self.catalogs:
             return Route(model, "reapi", OFFICIAL)
         provider, slash, upstream = model.partition("/")
         if slash:
@@ -87,14 +98,14 @@ def load_config(path: str, catalogs: Mapping[str, tuple[str, ...]]) -> dict[str,
             data = tomllib.load(handle)
     except OSError as exc:
         raise ConfigurationError(f"SHIM_CONFIG: cannot read {path!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # TOML is UTF-8; tomllib decodes first
         raise ConfigurationError(f"SHIM_CONFIG: {path!r} is not valid TOML: {exc}") from None
     unknown = set(data) - {"models"}
     if unknown:
         raise ConfigurationError(f"SHIM_CONFIG: unknown top-level key(s) {sorted(unknown)} in {path!r}")
     models = data.get("models", {})
     if not isinstance(models, dict):
-        raise ConfigurationError("SHIM_CONFIG: [models] must be a table")
+        raise ConfigurationError(f"SHIM_CONFIG: [models] in {path!r} must be a table")
     return {name: _route(name, entry, catalogs) for name, entry in models.items()}
 
 
@@ -106,19 +117,26 @@ def _route(name: str, entry: Any, catalogs: Mapping[str, tuple[str, ...]]) -> Ro
         raise ConfigurationError(f"{where}: a public name must be non-empty and contain no '/'")
     provider = entry.get("provider")
     model = entry.get("model")
-    if provider not in catalogs:
+    # isinstance first: TOML arrays and tables are unhashable, and `in` a dict would raise TypeError.
+    if not isinstance(provider, str) or provider not in catalogs:
         raise ConfigurationError(f"{where}: provider must be one of {sorted(catalogs)}, got {provider!r}")
-    if model not in catalogs[provider]:
+    if not isinstance(model, str) or model not in catalogs[provider]:
         raise ConfigurationError(
             f"{where}: model {model!r} is not a {provider} model (known: {', '.join(catalogs[provider])})"
         )
-    defaults = dict(entry.get("defaults", {}))
+    nested = entry.get("defaults", {})
+    if not isinstance(nested, dict):
+        raise ConfigurationError(f"{where}: defaults must be a table, got {nested!r}")
+    defaults = dict(nested)
     defaults.update({k: v for k, v in entry.items() if k not in ("provider", "model", "defaults")})
     for key, value in defaults.items():
         if key not in DEFAULTABLE:
             raise ConfigurationError(f"{where}: unknown parameter {key!r} (allowed: {', '.join(sorted(DEFAULTABLE))})")
         if not isinstance(value, str):
             raise ConfigurationError(f"{where}: {key} must be a string, got {value!r}")
+        choices = DEFAULTABLE[key]
+        if choices is not None and value not in choices:
+            raise ConfigurationError(f"{where}: {key} must be one of {', '.join(choices)}, got {value!r}")
     if "size" in defaults and size_problem(defaults["size"]):
         raise ConfigurationError(f"{where}: {size_problem(defaults['size'])}")
     return Route(name, provider, model, tuple(sorted(defaults.items())))

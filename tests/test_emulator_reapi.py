@@ -126,9 +126,7 @@ VALIDATION = [
     pytest.param(_official(prompt=42), 20003, "prompt must be a string", id="prompt-not-string"),
     pytest.param({"model": 7, "prompt": "x"}, 20003, "model must be a string", id="model-not-string"),
     pytest.param(_official(model="dall-e-3"), 20004, 'unknown model "dall-e-3"', id="unknown-model"),
-    pytest.param(
-        _official(prompt="x" * 4001), 20007, "prompt must be at most 4000 characters", id="long-prompt"
-    ),
+    pytest.param(_official(prompt="x" * 4001), 20007, "prompt must be at most 4000 characters", id="long-prompt"),
     pytest.param(
         _official(size="7:5"),
         20003,
@@ -147,9 +145,7 @@ VALIDATION = [
         f'invalid size "1024x1024" (allowed: {ALL_SIZES})',
         id="pixels-on-gpt-image-2",
     ),
-    pytest.param(
-        _official(resolution="8k"), 20003, 'invalid resolution "8k" (allowed: 1k, 2k, 4k)', id="resolution"
-    ),
+    pytest.param(_official(resolution="8k"), 20003, 'invalid resolution "8k" (allowed: 1k, 2k, 4k)', id="resolution"),
     pytest.param(
         _official(resolution="4k", size="1:1"),
         20003,
@@ -162,16 +158,12 @@ VALIDATION = [
         f"4K requires an explicit size in {WIDE}",
         id="4k-auto",
     ),
-    pytest.param(
-        _official(resolution="4k"), 20003, f"4K requires an explicit size in {WIDE}", id="4k-no-size"
-    ),
+    pytest.param(_official(resolution="4k"), 20003, f"4K requires an explicit size in {WIDE}", id="4k-no-size"),
     pytest.param(_official(n=5), 20003, "n must be between 1 and 4", id="n-5"),
     pytest.param(_official(n=0), 20003, "n must be between 1 and 4", id="n-0"),
     pytest.param(_official(n="2"), 20003, "n must be between 1 and 4", id="n-string"),
     pytest.param(_official(n=True), 20003, "n must be between 1 and 4", id="n-bool"),
-    pytest.param(
-        _official(model="gpt-image-2", n=2), 20003, "n must be 1 for this model", id="n-gpt-image-2"
-    ),
+    pytest.param(_official(model="gpt-image-2", n=2), 20003, "n must be 1 for this model", id="n-gpt-image-2"),
     pytest.param(
         _official(model="gemini-3-pro-image-preview", n=4),
         20003,
@@ -236,9 +228,7 @@ VALIDATION = [
         id="quality-gpt-image-2",
     ),
     pytest.param(
-        _official(
-            model="gpt-image-2", image_urls=["https://cdn.test/a.png"], mask_url="https://cdn.test/m.png"
-        ),
+        _official(model="gpt-image-2", image_urls=["https://cdn.test/a.png"], mask_url="https://cdn.test/m.png"),
         20003,
         "mask_url is not supported by gpt-image-2",
         id="mask-gpt-image-2",
@@ -282,9 +272,7 @@ async def test_validation_rejects_with_documented_code(
         pytest.param(_official(prompt="x" * 4000), id="prompt-4000"),
         pytest.param(_official(resolution="2K", size="3:2"), id="resolution-uppercase"),
         pytest.param(_official(size="1920x1080", n=4), id="pixels-n4"),
-        pytest.param(
-            _official(size="auto", quality="low", background="transparent", moderation="low"), id="enums"
-        ),
+        pytest.param(_official(size="auto", quality="low", background="transparent", moderation="low"), id="enums"),
         pytest.param(_official(image_urls=[f"https://cdn.test/{i}.png" for i in range(16)]), id="16-images"),
         pytest.param(_official(model="gpt-image-2", size="21:9", resolution="4k", n=1), id="gpt-image-2-4k"),
         pytest.param(_official(model="gemini-3.1-flash-image-preview", size="9:16"), id="gemini"),
@@ -476,9 +464,7 @@ def test_retry_after_rounds_up_to_whole_seconds() -> None:
         pytest.param(_official(model="gpt-image-2"), 20, 40, id="gpt-image-2"),
     ],
 )
-async def test_latency_within_documented_range_times_scale(
-    body: dict[str, Any], low: float, high: float
-) -> None:
+async def test_latency_within_documented_range_times_scale(body: dict[str, Any], low: float, high: float) -> None:
     """A task turns terminal at created + latency, the latency inside the documented range x time_scale."""
     async with running(time_scale=0.5) as emu:
         for _ in range(3):
@@ -513,14 +499,10 @@ async def test_latency_marker_is_exact_and_unscaled() -> None:
         pytest.param(_official(size="auto"), (1024, 1024), id="auto"),
         pytest.param(_official(size="1920x1080"), (2048, 1152), id="pixels-snap-2k"),
         pytest.param(_official(size="1000x1010"), (1024, 1024), id="pixels-snap-square"),
-        pytest.param(
-            _official(model="gpt-image-2", size="2:1", resolution="1k"), (2048, 1024), id="gpt-image-2"
-        ),
+        pytest.param(_official(model="gpt-image-2", size="2:1", resolution="1k"), (2048, 1024), id="gpt-image-2"),
     ],
 )
-async def test_output_images_are_real_pngs_of_documented_size(
-    body: dict[str, Any], size: tuple[int, int]
-) -> None:
+async def test_output_images_are_real_pngs_of_documented_size(body: dict[str, Any], size: tuple[int, int]) -> None:
     """Completed tasks link to emulator-served PNGs that decode at the documented pixel size."""
     async with running(time_scale=0) as emu:
         task_id = (await emu.submit(body)).json()["id"]
@@ -685,9 +667,7 @@ async def test_reference_images_are_fetched_and_recorded(emu: Emu) -> None:
         pytest.param("/photo.png", "/opaque-mask.png", "fully opaque", id="mask-opaque"),
     ],
 )
-async def test_unusable_references_fail_the_task_refunded(
-    emu: Emu, image: str, mask: str | None, message: str
-) -> None:
+async def test_unusable_references_fail_the_task_refunded(emu: Emu, image: str, mask: str | None, message: str) -> None:
     """An unfetchable or non-image reference, or a bad mask, ends the task failed 80003 and refunded."""
     body = _official(image_urls=[f"https://refs.test{image}"])
     if mask:
@@ -704,9 +684,9 @@ async def test_unusable_references_fail_the_task_refunded(
 
 async def test_task_waits_for_reference_downloads(emu: Emu) -> None:
     """While references are still downloading, a due task stays processing."""
-    task_id = (
-        await emu.submit(_official(image_urls=["https://refs.test/photo.png"], prompt="x [latency=0]"))
-    ).json()["id"]
+    task_id = (await emu.submit(_official(image_urls=["https://refs.test/photo.png"], prompt="x [latency=0]"))).json()[
+        "id"
+    ]
     assert emu.state.tasks[task_id].inputs_pending is True
     assert (await emu.poll(task_id)).json()["status"] == "processing"
     await emu.state.wait_idle()

@@ -200,18 +200,10 @@ async def test_every_response_carries_a_request_id(client: httpx.AsyncClient) ->
             "INVALID_PARAMETER",
             id="too-many-image-urls",
         ),
-        pytest.param(
-            b'{"model": "flux-2", "prompt": "[fail=NOPE]"}', 400, "INVALID_PARAMETER", id="bad-marker"
-        ),
-        pytest.param(
-            b'{"model": "flux-2", "prompt": "[moderated]"}', 400, "CONTENT_POLICY_VIOLATION", id="mod"
-        ),
-        pytest.param(
-            b'{"model": "flux-2", "prompt": "x [submit500]"}', 500, "GENERATION_FAILED", id="submit500"
-        ),
-        pytest.param(
-            b'{"model": "flux-2", "prompt": "[submit503]"}', 503, "SERVICE_UNAVAILABLE", id="submit503"
-        ),
+        pytest.param(b'{"model": "flux-2", "prompt": "[fail=NOPE]"}', 400, "INVALID_PARAMETER", id="bad-marker"),
+        pytest.param(b'{"model": "flux-2", "prompt": "[moderated]"}', 400, "CONTENT_POLICY_VIOLATION", id="mod"),
+        pytest.param(b'{"model": "flux-2", "prompt": "x [submit500]"}', 500, "GENERATION_FAILED", id="submit500"),
+        pytest.param(b'{"model": "flux-2", "prompt": "[submit503]"}', 503, "SERVICE_UNAVAILABLE", id="submit503"),
     ],
 )
 async def test_rejected_submit_creates_no_task_and_charges_nothing(
@@ -253,9 +245,7 @@ async def test_bad_keys_are_refused(
     assert emulator_of(app).tasks == {}
 
 
-async def test_broke_key_gets_insufficient_credits_until_topped_up(
-    client: httpx.AsyncClient, app: Starlette
-) -> None:
+async def test_broke_key_gets_insufficient_credits_until_topped_up(client: httpx.AsyncClient, app: Starlette) -> None:
     """An sk-broke key starts at 0 and answers 402 until credits are set over HTTP."""
     broke = "sk-broke-1"
     assert_error(await generate(client, broke), 402, "INSUFFICIENT_CREDITS")

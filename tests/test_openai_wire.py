@@ -13,9 +13,7 @@ ROUTER = Router({"reapi": ("gpt-image-2", "gpt-image-2-official")}, {})
 
 
 def parse(body, **kw):
-    return parse_image_request(
-        body, operation="generate", resolve=ROUTER.resolve, default_model="gpt-image-2", **kw
-    )
+    return parse_image_request(body, operation="generate", resolve=ROUTER.resolve, default_model="gpt-image-2", **kw)
 
 
 def test_defaults() -> None:
@@ -31,7 +29,12 @@ def test_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("model", "expected"),
-    [("dall-e-2", "url"), ("dall-e-3", "url"), ("gpt-image-1", "b64_json"), ("chatgpt-image-latest", "b64_json")],
+    [
+        ("dall-e-2", "url"),
+        ("dall-e-3", "url"),
+        ("gpt-image-1", "b64_json"),
+        ("chatgpt-image-latest", "b64_json"),
+    ],
 )
 def test_default_response_format_follows_openai(model, expected) -> None:
     """Without response_format: b64_json for gpt-image-*/chatgpt-image-*, url otherwise, like OpenAI."""
@@ -48,7 +51,9 @@ def test_response_format_override() -> None:
     )
 
 
-@pytest.mark.parametrize(("given", "mapped"), [("hd", "high"), ("standard", "medium"), ("low", "low"), ("auto", "auto")])
+@pytest.mark.parametrize(
+    ("given", "mapped"), [("hd", "high"), ("standard", "medium"), ("low", "low"), ("auto", "auto")]
+)
 def test_quality_mapping(given, mapped) -> None:
     """hd is high, standard is medium, the rest as they are."""
     assert parse({"prompt": "x", "quality": given}).quality == mapped
@@ -100,7 +105,9 @@ def test_invalid_input_names_the_field(body, param) -> None:
     assert rendered["error"]["type"] == "invalid_request_error"
 
 
-@pytest.mark.parametrize("size", ["auto", "1024x1024", "1792x1024", "256x256", "16:9", "9:21", "2048x1152", "3840x2160"])
+@pytest.mark.parametrize(
+    "size", ["auto", "1024x1024", "1792x1024", "256x256", "16:9", "9:21", "2048x1152", "3840x2160"]
+)
 def test_valid_sizes(size) -> None:
     """auto, classic sizes, 16-aligned WxH within 1:3..3:1, and the reAPI ratios are accepted."""
     assert parse({"prompt": "x", "size": size}).size == size

@@ -197,9 +197,7 @@ class InputFetcher:
     async def fetch(self, url: str) -> FetchedInput:
         """Download `url`; any failure is reported in the result, never raised."""
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self._transport, timeout=FETCH_TIMEOUT, follow_redirects=True
-            )
+            self._client = httpx.AsyncClient(transport=self._transport, timeout=FETCH_TIMEOUT, follow_redirects=True)
         try:
             async with self._client.stream("GET", url) as response:
                 data = bytearray()

@@ -223,9 +223,7 @@ class ReapiEmulator:
         if wait is not None:
             counter.rate_limited += 1
             seconds = retry_after_seconds(wait)
-            raise ReapiError(
-                429, 50001, "rate limit exceeded: too many requests", {"Retry-After": str(seconds)}
-            )
+            raise ReapiError(429, 50001, "rate limit exceeded: too many requests", {"Retry-After": str(seconds)})
 
     def _create(
         self, key: str, body: dict[str, Any], spec: ImageSpec, markers: Markers, cost: int, base_url: str

@@ -107,9 +107,7 @@ class Reve2imgEmulator:
     def stats(self) -> dict[str, Any]:
         tasks = self.tasks
         keys = sorted(set(self._counters) | set(self._balances) | {t.key for t in tasks.values()})
-        by_status = {
-            s: sum(t.status == s for t in tasks.values()) for s in ("IN_PROGRESS", "SUCCESS", "FAILED")
-        }
+        by_status = {s: sum(t.status == s for t in tasks.values()) for s in ("IN_PROGRESS", "SUCCESS", "FAILED")}
         return {
             "tasks": by_status,
             "keys": {
@@ -189,9 +187,7 @@ class Reve2imgEmulator:
             raise ApiError("TOO_MANY_TASKS", f"{self.max_in_flight} tasks already in flight for this key.")
         balance = self._balance(key)
         if balance < request.price:
-            raise ApiError(
-                "INSUFFICIENT_CREDITS", f"This request costs {request.price}, balance is {balance}."
-            )
+            raise ApiError("INSUFFICIENT_CREDITS", f"This request costs {request.price}, balance is {balance}.")
         self._balances[key] = balance - request.price
         task_id = uuid.uuid4().hex
         if markers.latency is not None:

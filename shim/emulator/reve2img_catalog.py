@@ -127,9 +127,7 @@ class Markers:
     poll500: int = 0
 
 
-_MARKER = re.compile(
-    r"\[(moderated_output|moderated|submit500|submit503|fail|latency|poll500)(?:=([^\]]*))?\]"
-)
+_MARKER = re.compile(r"\[(moderated_output|moderated|submit500|submit503|fail|latency|poll500)(?:=([^\]]*))?\]")
 
 
 def parse_markers(prompt: str) -> Markers:
@@ -213,9 +211,7 @@ def parse_generate(raw: bytes) -> Generation:
     if ratio is None:
         ratio = DEFAULT_ASPECT_RATIO
     if not isinstance(ratio, str) or ratio not in ASPECT_SIZES:
-        raise ApiError(
-            "INVALID_PARAMETER", f"aspect_ratio {ratio!r} is not one of {', '.join(ASPECT_SIZES)}."
-        )
+        raise ApiError("INVALID_PARAMETER", f"aspect_ratio {ratio!r} is not one of {', '.join(ASPECT_SIZES)}.")
 
     return Generation(
         model=MODELS[model_id],

@@ -49,11 +49,7 @@ def _portrait(ratio: str) -> str:
 #: ratio -> tier -> (width, height), the document's size table with portrait cells swapped.
 PIXELS: dict[str, dict[str, tuple[int, int]]] = {
     **_LANDSCAPE,
-    **{
-        _portrait(r): {t: (h, w) for t, (w, h) in cells.items()}
-        for r, cells in _LANDSCAPE.items()
-        if r != "1:1"
-    },
+    **{_portrait(r): {t: (h, w) for t, (w, h) in cells.items()} for r, cells in _LANDSCAPE.items() if r != "1:1"},
 }
 
 #: Documented end-to-end latencies (seconds) by quality x resolution; the scheduler learns the rest.
@@ -259,5 +255,3 @@ def map_error(status: int, payload: object, retry_after: float) -> Exception:
     if status == 404:
         return errors.UpstreamError(f"The upstream does not know this task ({upstream}).")
     return errors.UpstreamTransient(upstream)
-
-

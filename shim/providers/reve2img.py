@@ -47,9 +47,8 @@ class Reve2imgProvider:
         data = _data(response)
         if data is not None and data.get("task_id"):
             return codec.parse_task(data)
-        error = codec.map_error(
-            response.status_code, json_or_none(response), retry_after_seconds(response.headers, 2.0), submitting=True
-        )
+        retry_after = retry_after_seconds(response.headers, 2.0)
+        error = codec.map_error(response.status_code, json_or_none(response), retry_after, submitting=True)
         if isinstance(error, errors.UpstreamTransient):
             raise errors.SubmitOutcomeUnknown(
                 f"Unexpected answer to the submit (HTTP {response.status_code}); not resubmitted."
@@ -66,9 +65,8 @@ class Reve2imgProvider:
         data = _data(response)
         if data is not None and data.get("task_id"):
             return codec.parse_task(data)
-        raise codec.map_error(
-            response.status_code, json_or_none(response), retry_after_seconds(response.headers), submitting=False
-        )
+        retry_after = retry_after_seconds(response.headers)
+        raise codec.map_error(response.status_code, json_or_none(response), retry_after, submitting=False)
 
 
 def _auth(key: str) -> dict[str, str]:
