@@ -1,0 +1,316 @@
+"""Per-credential pacing: the one request budget of an upstream key, and the polling of its tasks.
+
+    Pacers   (provider, credential hash) -> Pacer; one LatencyLearner per provider, shared by its Pacers
+    Pacer    every upstream call of one key, submits and polls, takes a slot of its budget: a sliding
+             window (rate per window + margin, evenly spaced) paused by any upstream 429. One dispatcher
+             task per key sleeps until a slot is free and something is ready, then grants it.
+Beside it: `pacing_window` (the window), `pacing_queue` (who goes next), `pacing_plan` (when to poll),
+`pacing_latency` (latency priors, the online learner, the poll rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from .errors import (
+    ShuttingDown,
+    TaskTimeout,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTransient,
+    UpstreamUnavailable,
+)
+from .pacing_latency import LatencyLearner, LatencyPrior
+from .pacing_plan import PollPlanner, Watch
+from .pacing_queue import Call, CallKind, SlotQueue
+from .pacing_window import SlidingWindow
+from .types import Task
+
+__all__ = ["LatencyLearner", "LatencyPrior", "Pacer", "Pacers"]
+
+T = TypeVar("T")
+
+
+class Pacer:
+    """The budget of one (provider, credential); see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        rate: float = 10,
+        window: float = 1.0,
+        latency_scale: float = 1.0,
+        priors: Mapping[str, LatencyPrior] | None = None,
+        max_task_seconds: float = 3600,
+        max_poll_failures: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        learner: LatencyLearner | None = None,
+        margin: float = 0.05,
+        max_rate_limit_wait: float = 120.0,
+        min_poll_interval: float = 1.0,
+        poll_retry_backoff: float = 0.25,
+        price_factor: float = 0.05,
+        submit_weight: float = 0.05,
+    ) -> None:
+        """`margin` widens the window against arrival jitter. `min_poll_interval` (unscaled, like the priors)
+        is the closest two polls of one task may come. A poll's price is `price_factor` x (tasks + queued
+        calls) / budget per second; a queued call's wait counts `submit_weight` against a due poll."""
+        if latency_scale <= 0 or max_task_seconds <= 0 or max_poll_failures < 1 or max_rate_limit_wait < 0:
+            raise ValueError("need latency_scale > 0, max_task_seconds > 0, max_poll_failures >= 1")
+        if min(min_poll_interval, poll_retry_backoff, price_factor, submit_weight) < 0:
+            raise ValueError("poll intervals, price_factor and submit_weight must not be negative")
+        self._budget = SlidingWindow.for_rate(rate, window, margin)
+        self._planner = PollPlanner(
+            learner=learner if learner is not None else LatencyLearner(),
+            priors=priors or {},
+            latency_scale=latency_scale,
+            min_poll_interval=min_poll_interval,
+            price_factor=price_factor,
+            per_second=self._budget.capacity / self._budget.span,
+            load=lambda: len(self._queue.calls) + self._watching,
+        )
+        self._queue = SlotQueue(self._planner, submit_weight=submit_weight)
+        self._max_task_seconds = max_task_seconds
+        self._max_poll_failures = max_poll_failures
+        self._max_rate_limit_wait = max_rate_limit_wait
+        self._retry_backoff = poll_retry_backoff
+        self._clock = clock
+        self._sleep = sleep
+        self._watching = 0
+        self._kick = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._closed = False
+        self._counts = dict.fromkeys(
+            ("requests", "submits", "polls", "rate_limited", "unreachable", "transient_failures", "timeouts",
+             "completed", "failed"), 0)  # fmt: skip
+
+    @property
+    def learner(self) -> LatencyLearner:
+        return self._planner.learner
+
+    async def call(self, fn: Callable[[], Awaitable[T]], *, kind: CallKind = "submit") -> T:
+        """Run fn under one budget slot (retrying it after a pause when it raises UpstreamRateLimited)."""
+        enqueued = self._clock()
+        limited_since: float | None = None
+        while True:
+            call = Call(enqueued, asyncio.get_running_loop().create_future())
+            self._queue.add_call(call, front=limited_since is not None)  # a retry keeps its place
+            self._wake()
+            await call.grant
+            self._count(kind)
+            try:
+                return await fn()
+            except UpstreamRateLimited as exc:
+                limited_since = self._rate_limited(exc, limited_since)
+
+    async def wait_for(
+        self,
+        task: Task,
+        poll: Callable[[str], Awaitable[Task]],
+        *,
+        latency_class: str,
+        submitted_at: float | None = None,
+    ) -> Task:
+        """Poll task.id through the budget until terminal; returns the terminal Task (completed or failed).
+
+        Raises TaskTimeout `max_task_seconds` after submit, UpstreamError after `max_poll_failures`
+        transient failures in a row, UpstreamUnavailable when 429s outlast `max_rate_limit_wait`.
+        """
+        if task.terminal:
+            return task
+        start = self._clock() if submitted_at is None else submitted_at
+        watch = Watch(task.id, latency_class, start, start + self._max_task_seconds)
+        self._watching += 1
+        self._queue.add_deadline(watch)
+        try:
+            return await self._follow(watch, poll)
+        finally:
+            self._watching -= 1
+            self._queue.forget(watch, self._watching)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start (requests, 429s, polls, ...) and the present queues: metrics, benchmarks."""
+        now = self._clock()
+        return {
+            **self._counts,
+            "queued_calls": self._queue.queued_calls(),
+            "watched_tasks": self._watching,
+            "due_polls": self._queue.due_polls(now),
+            "price": self._planner.price(),
+            "paused_for": max(self._budget.paused_until - now, 0.0),
+        }
+
+    def idle(self) -> bool:
+        """Nothing queued or watched, and the window no longer constrains anything."""
+        return not self._queue.calls and not self._watching and self._budget.idle(self._clock())
+
+    async def aclose(self) -> None:
+        """Stop the dispatcher; every queued call and watched task fails with ShuttingDown."""
+        self._closed = True
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+        self._queue.fail_all(ShuttingDown("the gateway is shutting down"))
+
+    # --- following one task ----------------------------------------------------------------------------
+
+    async def _follow(self, watch: Watch, poll: Callable[[str], Awaitable[Task]]) -> Task:
+        failures = 0
+        limited_since: float | None = None
+        watch.due = self._planner.plan(watch)
+        while True:
+            if self._clock() >= watch.deadline:
+                raise self._timeout(watch)
+            self._queue.add_poll(watch, asyncio.get_running_loop().create_future())
+            self._wake()
+            assert watch.grant is not None
+            await watch.grant
+            sent = self._clock()
+            self._count("poll")
+            try:
+                result = await poll(watch.task_id)
+            except UpstreamRateLimited as exc:
+                limited_since = self._rate_limited(exc, limited_since)
+                watch.adaptive = False  # same due: back near the head of the polls
+                continue
+            except UpstreamTransient as exc:
+                failures += 1
+                self._counts["transient_failures"] += 1
+                if failures >= self._max_poll_failures:
+                    message = f"polling task {watch.task_id} failed {failures} times in a row: {exc}"
+                    raise UpstreamError(message) from exc
+                backoff = min(self._retry_backoff * 2 ** (failures - 1), 10.0)
+                watch.due, watch.adaptive = min(self._clock() + backoff, watch.deadline), False
+                continue
+            failures, limited_since = 0, None
+            watch.polls += 1
+            if result.terminal:
+                self._counts["completed" if result.status == "completed" else "failed"] += 1
+                if result.status == "completed":  # finished after `running_at`, by now at the latest
+                    if self._planner.observe(watch, self._clock() - watch.submitted_at):
+                        self._queue.replan(watch.latency_class)
+                return result
+            watch.running_at = sent - watch.submitted_at
+            watch.adaptive = True
+            watch.due = self._planner.plan(watch)
+
+    def _timeout(self, watch: Watch) -> TaskTimeout:
+        self._counts["timeouts"] += 1
+        return TaskTimeout(f"task {watch.task_id} still processing after {self._max_task_seconds:g}s")
+
+    def _rate_limited(self, exc: UpstreamRateLimited, since: float | None) -> float:
+        """Pause the whole key; raise UpstreamUnavailable when waiting on would pass the bound."""
+        now = self._clock()
+        since = now if since is None else since
+        self._counts["rate_limited" if exc.reason == "rate_limited" else "unreachable"] += 1
+        wait = max(exc.retry_after, 0.1)
+        if now + wait - since > self._max_rate_limit_wait:
+            message = f"the upstream kept refusing this key for {now - since:.0f}s ({exc})"
+            raise UpstreamUnavailable(message, retry_after=wait) from exc
+        self._budget.pause(now + wait)
+        return since
+
+    def _count(self, kind: CallKind) -> None:
+        self._counts["requests"] += 1
+        self._counts["submits" if kind == "submit" else "polls"] += 1
+
+    # --- the dispatcher --------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._closed:
+            raise ShuttingDown("the gateway is shutting down")
+        self._kick.set()
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        """Grant what can go now, then sleep until the next slot or due poll (or an arrival, if sooner)."""
+        try:
+            while True:
+                now = self._clock()
+                wake_at, interruptible = self._dispatch(now)
+                self._kick.clear()
+                if wake_at is None:
+                    if self._queue.empty():
+                        return  # idle: the next arrival starts a new dispatcher
+                    await self._kick.wait()
+                elif interruptible:
+                    await self._nap(wake_at - now)
+                else:
+                    await self._sleep(max(wake_at - now, 0.0))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug here must not leave callers waiting forever
+            self._queue.fail_all(exc)
+            raise
+        finally:
+            if self._runner is asyncio.current_task():
+                self._runner = None
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep, unless a new call or poll arrives first."""
+        sleeper = asyncio.ensure_future(self._sleep(max(seconds, 0.0)))
+        kicked = asyncio.ensure_future(self._kick.wait())
+        try:
+            await asyncio.wait((sleeper, kicked), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            kicked.cancel()
+
+    def _dispatch(self, now: float) -> tuple[float | None, bool]:
+        """Grant every slot free at `now`; return when to look again, and whether an arrival could matter
+        sooner (not while waiting for the budget: an arrival cannot make a slot free)."""
+        self._queue.expire(now, self._timeout)
+        self._planner.adapt(now, self._budget.used(now))
+        while True:
+            if not self._queue.ready(now):
+                return self._queue.next_event(), True
+            free_at = self._budget.next_free(now)
+            if free_at > now:
+                deadline = self._queue.next_deadline()
+                return min(free_at, math.inf if deadline is None else deadline), False
+            taken = self._queue.take(now)
+            if taken is not None:
+                self._budget.record(now)
+                taken[1].set_result(None)
+
+
+class Pacers:
+    """The registry: one Pacer per (provider, credential hash), one LatencyLearner per provider."""
+
+    def __init__(self, **pacer_kwargs: Any) -> None:
+        Pacer(**pacer_kwargs)  # bad settings fail at start-up, not at the first request
+        self._kwargs = pacer_kwargs
+        self._pacers: dict[tuple[str, str], Pacer] = {}
+        self._learners: dict[str, LatencyLearner] = {}
+        self._sweep_at = 1024
+
+    def get(self, provider: str, credential_id: str) -> Pacer:
+        """The Pacer of this credential (created on first use). `credential_id` is already a hash."""
+        pacer = self._pacers.get((provider, credential_id))
+        if pacer is None:
+            if len(self._pacers) >= self._sweep_at:
+                self._sweep()
+            learner = self._kwargs.get("learner") or self._learners.setdefault(provider, LatencyLearner())
+            pacer = self._pacers[(provider, credential_id)] = Pacer(**{**self._kwargs, "learner": learner})
+        return pacer
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Each live Pacer's stats, keyed "provider/credential hash"."""
+        return {f"{p}/{c}": pacer.stats() for (p, c), pacer in self._pacers.items()}
+
+    def _sweep(self) -> None:
+        """Forget idle Pacers (a fresh one behaves the same), so that many passing keys cost no memory."""
+        for key in [k for k, pacer in self._pacers.items() if pacer.idle()]:
+            del self._pacers[key]
+        self._sweep_at = max(1024, 2 * len(self._pacers))
+
+    async def aclose(self) -> None:
+        pacers, self._pacers = list(self._pacers.values()), {}
+        await asyncio.gather(*(p.aclose() for p in pacers))

@@ -1,0 +1,70 @@
+"""The sliding-window budget of one upstream credential: when the next request may leave.
+
+Pure bookkeeping (times in, times out); the Pacer owns the clock and decides who gets each slot. Besides the
+hard window, sends are spread evenly (`span / capacity` apart unless a burst is allowed), so that a saturated
+key decides who goes next one slot at a time, on fresh information, rather than ten at once each second and
+then nothing; even spacing also leaves the most room for arrival jitter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+
+class SlidingWindow:
+    """At most `capacity` sends in any window of `span` seconds, plus an optional pause (an upstream 429).
+
+    `span` should already include a safety margin: requests reach the upstream with jitter, so a window
+    that is exact on our side may be one request over on theirs.
+    """
+
+    __slots__ = ("capacity", "span", "paused_until", "_sent", "_spacing", "_slack", "_tat")
+
+    def __init__(self, capacity: int, span: float, *, burst: int = 1) -> None:
+        """Up to `burst` sends may leave at once after a quiet spell; beyond that they leave evenly spaced."""
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if span <= 0:
+            raise ValueError(f"span must be positive, got {span}")
+        burst = min(max(burst, 1), capacity)
+        self.capacity = capacity
+        self.span = span
+        self.paused_until = -math.inf
+        self._sent: deque[float] = deque(maxlen=capacity)
+        self._spacing = span / capacity
+        self._slack = (burst - 1) * self._spacing
+        self._tat = -math.inf  # when the next send is due at an even pace
+
+    @classmethod
+    def for_rate(cls, rate: float, window: float, margin: float) -> SlidingWindow:
+        """`rate` requests per `window` seconds; a rate below one per window becomes one per longer window."""
+        if rate <= 0 or window <= 0 or margin < 0:
+            raise ValueError(f"need rate > 0, window > 0, margin >= 0; got {rate}, {window}, {margin}")
+        if rate >= 1:
+            return cls(math.floor(rate), window + margin)
+        return cls(1, window / rate + margin)
+
+    def next_free(self, now: float) -> float:
+        """The earliest time, not before `now`, at which one more send keeps every window within capacity."""
+        at = max(now, self._tat - self._slack, self.paused_until)
+        if len(self._sent) == self.capacity:
+            at = max(at, self._sent[0] + self.span)
+        return at
+
+    def record(self, at: float) -> None:
+        """Count one send at `at` (call only when `next_free(at) <= at`)."""
+        self._sent.append(at)
+        self._tat = max(self._tat, at) + self._spacing
+
+    def pause(self, until: float) -> None:
+        """Send nothing before `until` (extends, never shortens, a pause already in force)."""
+        self.paused_until = max(self.paused_until, until)
+
+    def used(self, now: float) -> float:
+        """The share of the window's capacity spent over the last span."""
+        return sum(1 for at in self._sent if at > now - self.span) / self.capacity
+
+    def idle(self, now: float) -> bool:
+        """True when no send or pause of the past still constrains the future."""
+        return self.paused_until <= now and (not self._sent or self._sent[-1] + self.span <= now)
