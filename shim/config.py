@@ -81,10 +81,11 @@ class Settings:
         if response_format not in (None, "url", "b64_json"):
             raise ConfigurationError(f"SHIM_DEFAULT_RESPONSE_FORMAT must be url or b64_json, got {response_format!r}")
         hold = _float(environ, "SHIM_HOLD_SECONDS", None)
+        d = cls()  # the defaults (class attributes are slot descriptors)
         return cls(
-            reapi_base_url=(text("SHIM_REAPI_BASE_URL", cls.reapi_base_url) or "").rstrip("/"),
-            reve2img_base_url=(text("SHIM_REVE2IMG_BASE_URL", cls.reve2img_base_url) or "").rstrip("/"),
-            default_model=text("SHIM_DEFAULT_MODEL", cls.default_model) or cls.default_model,
+            reapi_base_url=(text("SHIM_REAPI_BASE_URL", d.reapi_base_url) or "").rstrip("/"),
+            reve2img_base_url=(text("SHIM_REVE2IMG_BASE_URL", d.reve2img_base_url) or "").rstrip("/"),
+            default_model=text("SHIM_DEFAULT_MODEL", d.default_model) or d.default_model,
             default_response_format=response_format,
             reapi_rate_limit=_float(environ, "SHIM_REAPI_RATE_LIMIT", 10.0, minimum=0.1) or 10.0,
             reve2img_rate_limit=_float(environ, "SHIM_REVE2IMG_RATE_LIMIT", 10.0, minimum=0.1) or 10.0,
