@@ -2,8 +2,7 @@
 URLs), check every file and the model's abilities before anything is stored or spent, publish the files
 through the media store, then answer exactly as generations do (`api.answer`).
 
-The multipart reader is a small pure parser over the size-capped body: it takes repeated `image[]`, text
-parts with their own Content-Type and charset, and chunked bodies with no Content-Length (LibreChat).
+Multipart bodies are parsed by `multipart` over the size-capped body (chunked bodies included).
 """
 
 from __future__ import annotations
@@ -15,12 +14,10 @@ import codecs
 import contextlib
 import dataclasses
 import io
-import re
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from PIL import Image
 from starlette.requests import Request
@@ -29,6 +26,7 @@ from starlette.responses import Response
 from . import api, errors, inbound
 from .jobs import credential_id
 from .media import MediaStore, no_public_url
+from .multipart import Part, header_params, parse_multipart
 from .openai_wire import check_public_url
 from .types import Operation
 
@@ -38,7 +36,6 @@ VARIATION_PROMPT = (
 )
 VARIATION_MODEL = "dall-e-2"  # OpenAI's default for variations
 MAX_IMAGES = 16
-MAX_PARTS = 64
 MAX_TEXT_BYTES = 256 << 10
 #: Pillow format -> (content type, extension): the formats the upstream accepts.
 FORMATS = {"PNG": ("image/png", "png"), "JPEG": ("image/jpeg", "jpg"), "WEBP": ("image/webp", "webp")}
@@ -47,21 +44,6 @@ MASK_FIELDS = frozenset({"mask", "mask_url"})
 _PLACEHOLDER = "https://media.invalid/{}"
 
 Input = bytes | str  # an uploaded file, or an image URL passed through
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    """One multipart part: a file when it has a filename or an image / octet-stream content type."""
-
-    name: str
-    data: bytes
-    filename: str | None = None
-    content_type: str | None = None
-
-    @property
-    def is_file(self) -> bool:
-        kind = (self.content_type or "").partition(";")[0].strip().lower()
-        return self.filename is not None or kind.startswith("image/") or kind == "application/octet-stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +208,7 @@ def _url(text: str, param: str) -> str:
 def _text(part: Part) -> str:
     if len(part.data) > MAX_TEXT_BYTES:
         raise _invalid(f"Field '{part.name}' is longer than {MAX_TEXT_BYTES} bytes.", part.name)
-    charset = _params(part.content_type or "").get("charset", "utf-8")
+    charset = header_params(part.content_type or "").get("charset", "utf-8")
     try:
         codecs.lookup(charset)
     except LookupError:
@@ -235,91 +217,6 @@ def _text(part: Part) -> str:
         return part.data.decode(charset)
     except UnicodeDecodeError:
         raise _invalid(f"Field '{part.name}' is not valid {charset} text.", part.name) from None
-
-
-# --- multipart/form-data (RFC 7578), pure
-_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
-
-
-def _params(header: str) -> dict[str, str]:
-    """`form-data; name="a"; filename*=UTF-8''b%20c` -> {"name": "a", "filename": "b c"} (keys lowercased;
-    an RFC 5987 `key*` value wins over the plain one)."""
-    plain: dict[str, str] = {}
-    extended: dict[str, str] = {}
-    for key, raw in _PARAM.findall(header):
-        value = raw.strip()
-        if value.startswith('"'):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        key = key.lower()
-        if not key.endswith("*"):
-            plain.setdefault(key, value)
-            continue
-        charset, _, rest = value.partition("'")
-        try:
-            extended[key[:-1]] = unquote(rest.partition("'")[2], encoding=charset or "utf-8", errors="strict")
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return {**plain, **extended}
-
-
-def _malformed(detail: str) -> errors.InvalidRequest:
-    return _invalid(f"The multipart body is malformed: {detail}.", None, "invalid_multipart")
-
-
-def parse_multipart(body: bytes, content_type: str) -> list[Part]:
-    """The parts of a multipart/form-data body (preamble and epilogue ignored)."""
-    boundary = _params(content_type).get("boundary", "")
-    if not 1 <= len(boundary) <= 200:
-        raise _malformed("the Content-Type has no boundary")
-    delimiter = b"--" + boundary.encode("latin-1")
-    if body.startswith(delimiter):
-        pos = 0
-    else:  # skip the preamble
-        pos = body.find(b"\r\n" + delimiter)
-        if pos < 0:
-            raise _malformed("no part starts with the boundary")
-        pos += 2
-    parts: list[Part] = []
-    while True:
-        pos += len(delimiter)
-        if body.startswith(b"--", pos):
-            return parts
-        line_end = body.find(b"\r\n", pos)
-        if line_end < 0 or body[pos:line_end].strip(b" \t"):
-            raise _malformed("a boundary line is not followed by CRLF")
-        start = line_end + 2
-        end = body.find(b"\r\n" + delimiter, start)
-        if end < 0:
-            raise _malformed("the body ends before the closing boundary")
-        if len(parts) == MAX_PARTS:
-            raise _invalid(f"Too many multipart parts (at most {MAX_PARTS}).", None, "invalid_multipart")
-        parts.append(_part(body, start, end))
-        pos = end + 2
-
-
-def _part(body: bytes, start: int, end: int) -> Part:
-    head_end = body.find(b"\r\n\r\n", start, end)
-    if head_end < 0:
-        if body.startswith(b"\r\n", start):  # no headers at all
-            raise _malformed("a part has no Content-Disposition")
-        raise _malformed("a part's headers do not end")
-    headers: dict[str, str] = {}
-    for line in body[start:head_end].split(b"\r\n"):
-        name, colon, value = line.partition(b":")
-        if colon:
-            headers[name.strip().lower().decode("latin-1")] = _header_text(value.strip())
-    disposition = headers.get("content-disposition", "")
-    params = _params(disposition)
-    if not disposition.lower().startswith("form-data") or "name" not in params:
-        raise _malformed("a part has no Content-Disposition form-data name")
-    return Part(params["name"], body[head_end + 4 : end], params.get("filename"), headers.get("content-type"))
-
-
-def _header_text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")  # browsers and form-data send UTF-8 file names raw
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 # --- checking the files, before anything is spent

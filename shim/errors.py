@@ -10,6 +10,7 @@
     ├── InsufficientQuota          429 insufficient_quota, x-should-retry: false
     ├── RetryLater                 503 + Retry-After + x-should-retry: true (the hold budget ran out)
     ├── ShuttingDown               503 (draining)
+    ├── MediaStoreFull             503, x-should-retry: true (the upload store is at its cap)
     └── UpstreamError              502 upstream_error
         ├── TaskFailed             502 (provider failure) or 504 (provider timeout), names the task
         ├── SubmitOutcomeUnknown   502, x-should-retry: false: a task may exist, never resubmit
@@ -105,6 +106,15 @@ class ShuttingDown(ShimError):
     status = 503
     type = "server_error"
     code = "shutting_down"
+
+
+class MediaStoreFull(ShimError):
+    """The in-memory upload store holds its cap of live uploads: retry once some expire."""
+
+    status = 503
+    type = "server_error"
+    code = "media_store_full"
+    should_retry = True
 
 
 class UpstreamError(ShimError):

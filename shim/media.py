@@ -34,15 +34,6 @@ CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 NAME = re.compile(r"^([A-Za-z0-9_-]{43})\.(png|jpg|webp)$")
 
 
-class MediaStoreFull(errors.ShimError):
-    """The in-memory store holds its cap of live uploads: retry once some expire."""
-
-    status = 503
-    type = "server_error"
-    code = "media_store_full"
-    should_retry = True
-
-
 def no_public_url() -> errors.InvalidRequest:
     return errors.InvalidRequest(
         "Uploaded images must reach the upstream as URLs, and this shim has no public address: set "
@@ -183,7 +174,7 @@ class LocalStore:
         used = sum(len(m.data) for m in self._memory.values())
         if used + size > self.max_total_bytes:
             wait = min(m.expires for m in self._memory.values()) - now if self._memory else 1.0
-            raise MediaStoreFull(
+            raise errors.MediaStoreFull(
                 f"The shim's media store is full ({used} bytes of uploads still live); retry shortly.",
                 retry_after=max(1.0, wait),
             )

@@ -20,6 +20,7 @@ def sandbox_settings(settings: Settings, base_url: str, time_scale: float) -> Se
         reapi_base_url=base_url + REAPI_PREFIX,
         reve2img_base_url=base_url + REVE2IMG_PREFIX,
         latency_scale=time_scale,
+        public_url=settings.public_url or base_url,  # uploads for edits are served by the sandbox itself
     )
 
 

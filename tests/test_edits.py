@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from shim.app import create_app
-from shim.edits import VARIATION_PROMPT, Part, parse_multipart
+from shim.edits import VARIATION_PROMPT
+from shim.multipart import Part, parse_multipart
 
 from .conftest import ServedApp, shim_settings
 

@@ -17,7 +17,8 @@ from starlette.routing import Route
 from shim import errors
 from shim.app import error_response
 from shim.config import ConfigurationError, Settings
-from shim.media import LocalStore, MediaStoreFull, build_media_store, serve_media
+from shim.errors import MediaStoreFull
+from shim.media import LocalStore, build_media_store, serve_media
 from shim.media_s3 import (
     S3Credentials,
     S3Store,
