@@ -1,0 +1,416 @@
+"""Routing: public model ids to Routes (built-in aliases, provider ids, SHIM_CONFIG names), the config file
+failing at start-up, and the reve2img codec those routes lead to (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shim import errors
+from shim.app import create_app
+from shim.config import ConfigurationError, Settings
+from shim.providers import Submission, builtin_providers
+from shim.providers import reve2img_codec as codec
+from shim.routing import Router, load_config
+from shim.types import ImageJob, Route, Task
+
+CATALOGS = {name: tuple(factory.catalog) for name, factory in builtin_providers().items()}  # type: ignore[attr-defined]
+OFFICIAL = "gpt-image-2-official"
+
+
+def write(tmp_path: Path, text: str | bytes) -> str:
+    path = tmp_path / "shim.toml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+# --- Router ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        pytest.param("dall-e-2", Route("dall-e-2", "reapi", "gpt-image-2"), id="dall-e-2"),
+        pytest.param("dall-e-3", Route("dall-e-3", "reapi", OFFICIAL, (("quality", "standard"),)), id="dall-e-3"),
+        pytest.param("gpt-image-1", Route("gpt-image-1", "reapi", OFFICIAL), id="gpt-image-1"),
+        pytest.param("gpt-image-1-mini", Route("gpt-image-1-mini", "reapi", OFFICIAL), id="gpt-image-1-mini"),
+        pytest.param("gpt-image-1.5", Route("gpt-image-1.5", "reapi", OFFICIAL), id="gpt-image-1.5"),
+        pytest.param(
+            "chatgpt-image-latest",
+            Route("chatgpt-image-latest", "reapi", OFFICIAL),
+            id="chatgpt-image-latest",
+        ),
+        pytest.param("gpt-image-2.1-2026-01-01", Route("gpt-image-2.1-2026-01-01", "reapi", OFFICIAL), id="dated-2.x"),
+        pytest.param("gpt-image-2.5", Route("gpt-image-2.5", "reapi", OFFICIAL), id="undated-2.x"),
+    ],
+)
+def test_builtin_aliases(model, expected) -> None:
+    """OpenAI's image ids route to the reAPI channel the alias table names, with its defaults."""
+    assert Router(CATALOGS, {}).resolve(model) == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        pytest.param("reapi/gpt-image-2", Route("reapi/gpt-image-2", "reapi", "gpt-image-2"), id="reapi-prefixed"),
+        pytest.param("reapi/" + OFFICIAL, Route("reapi/" + OFFICIAL, "reapi", OFFICIAL), id="reapi-official"),
+        pytest.param("gpt-image-2", Route("gpt-image-2", "reapi", "gpt-image-2"), id="reapi-bare"),
+        pytest.param("reve2img/reve-2.0", Route("reve2img/reve-2.0", "reve2img", "reve-2.0"), id="reve-prefixed"),
+        pytest.param("reve2img/flux-2", Route("reve2img/flux-2", "reve2img", "flux-2"), id="flux-prefixed"),
+        pytest.param("seedream-4.0", Route("seedream-4.0", "reve2img", "seedream-4.0"), id="seedream-bare"),
+        pytest.param("reve-2.0-fast", Route("reve-2.0-fast", "reve2img", "reve-2.0-fast"), id="reve-fast-bare"),
+    ],
+)
+def test_provider_model_ids(model, expected) -> None:
+    """Every upstream model is reachable as provider/model and as its bare id."""
+    assert Router(CATALOGS, {}).resolve(model) == expected
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param("imagen-99", id="unknown-bare"),
+        pytest.param("reve2img/gpt-image-2", id="model-of-another-provider"),
+        pytest.param("midjourney/flux-2", id="unknown-provider"),
+        pytest.param("reve2img/", id="empty-model"),
+        pytest.param("", id="empty"),
+        pytest.param("gpt-image-2.1-", id="dangling-suffix"),
+        pytest.param("dall-e-3/x", id="alias-as-provider"),
+    ],
+)
+def test_unknown_model(model) -> None:
+    """An id that names no route is ModelNotFound naming the model parameter."""
+    with pytest.raises(errors.ModelNotFound) as caught:
+        Router(CATALOGS, {}).resolve(model)
+    assert caught.value.param == "model" and caught.value.status == 404
+
+
+@pytest.mark.parametrize("model", ["dall-e-2", "gpt-image-1", "gpt-image-2.1-2026-01-01"])
+def test_alias_of_absent_provider(model) -> None:
+    """Without the reapi provider, its aliases are unknown models rather than routes to nowhere."""
+    router = Router({"reve2img": CATALOGS["reve2img"]}, {})
+    with pytest.raises(errors.ModelNotFound):
+        router.resolve(model)
+    assert model not in dict(router.ids())
+
+
+def test_configured_name_wins_and_is_listed() -> None:
+    """A configured name resolves to its Route, even over a built-in alias, and is listed first."""
+    house = Route("house-style", "reve2img", "flux-2", (("size", "16:9"),))
+    dalle = Route("dall-e-3", "reve2img", "reve-2.0")
+    router = Router(CATALOGS, {"house-style": house, "dall-e-3": dalle})
+    assert router.resolve("house-style") == house and router.resolve("dall-e-3") == dalle
+    ids = router.ids()
+    assert ids[:2] == [("house-style", "reve2img"), ("dall-e-3", "reve2img")]
+    assert len(ids) == len(dict(ids))
+
+
+def test_ids_lists_bare_and_prefixed_models() -> None:
+    """ids() names every upstream model bare and prefixed, with its provider as owner."""
+    owners = dict(Router(CATALOGS, {}).ids())
+    for provider, models in CATALOGS.items():
+        for model in models:
+            assert owners[model] == provider and owners[f"{provider}/{model}"] == provider
+
+
+# --- SHIM_CONFIG ---------------------------------------------------------------------------------------
+
+
+def test_load_config_builds_routes(tmp_path) -> None:
+    """Each [models."name"] table becomes a Route with its defaults, top-level and nested alike."""
+    path = write(
+        tmp_path,
+        """
+[models."house-style"]
+provider = "reve2img"
+model = "flux-2"
+size = "16:9"
+
+[models.crisp]
+provider = "reapi"
+model = "gpt-image-2-official"
+quality = "high"
+defaults = { background = "transparent", output_format = "webp" }
+""",
+    )
+    assert load_config(path, CATALOGS) == {
+        "house-style": Route("house-style", "reve2img", "flux-2", (("size", "16:9"),)),
+        "crisp": Route(
+            "crisp",
+            "reapi",
+            OFFICIAL,
+            (("background", "transparent"), ("output_format", "webp"), ("quality", "high")),
+        ),
+    }
+
+
+GOOD = 'provider = "reve2img"\nmodel = "flux-2"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        pytest.param('[models."bad"]\nprovider = "midjourney"\nmodel = "flux-2"\n', "provider", id="unknown-provider"),
+        pytest.param('[models."bad"]\nmodel = "flux-2"\n', "provider", id="missing-provider"),
+        pytest.param('[models."bad"]\nprovider = ["reve2img"]\nmodel = "flux-2"\n', "provider", id="provider-array"),
+        pytest.param('[models."bad"]\nprovider = "reve2img"\nmodel = "gpt-image-2"\n', "model", id="unknown-model"),
+        pytest.param('[models."bad"]\nprovider = "reve2img"\n', "model", id="missing-model"),
+        pytest.param(f'[models."bad"]\n{GOOD}style = "vivid"\n', "unknown parameter 'style'", id="unknown-param"),
+        pytest.param(f'[models."bad"]\n{GOOD}size = "1000x1000"\n', "multiples of 16", id="bad-size"),
+        pytest.param(f'[models."bad"]\n{GOOD}size = "huge"\n', "size", id="size-word"),
+        pytest.param(f'[models."bad"]\n{GOOD}size = 1024\n', "size must be a string", id="size-number"),
+        pytest.param(f'[models."bad"]\n{GOOD}quality = "ultra"\n', "quality", id="bad-quality"),
+        pytest.param(f'[models."bad"]\n{GOOD}output_format = "gif"\n', "output_format", id="bad-format"),
+        pytest.param(f'[models."bad"]\n{GOOD}background = "none"\n', "background", id="bad-background"),
+        pytest.param(f'[models."bad"]\n{GOOD}defaults = "hd"\n', "defaults", id="defaults-not-table"),
+        pytest.param(f'[models."bad"]\n{GOOD}defaults = 3\n', "defaults", id="defaults-number"),
+        pytest.param(f'[models."bad"]\n{GOOD}[models."bad".defaults]\nseed = "1"\n', "seed", id="nested-unknown"),
+        pytest.param('[models]\nbad = "flux-2"\n', "must be a table", id="entry-not-table"),
+        pytest.param(f'[models."bad/name"]\n{GOOD}', "'/'", id="slash-in-name"),
+    ],
+)
+def test_bad_entry_names_it(tmp_path, text, needle) -> None:
+    """A bad model entry is a ConfigurationError that names the entry and what is wrong with it."""
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(write(tmp_path, text), CATALOGS)
+    message = caught.value.message
+    assert message.startswith('SHIM_CONFIG: [models."bad') and needle in message
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        pytest.param('[models."x"\nprovider = "reve2img"\n', "not valid TOML", id="bad-toml"),
+        pytest.param(b'[models."h\xe9"]\nprovider = "reve2img"\n', "not valid TOML", id="not-utf8"),
+        pytest.param("models = 3\n", "[models] in", id="models-not-table"),
+        pytest.param('[aliases."x"]\nprovider = "reve2img"\n', "unknown top-level key(s) ['aliases']", id="top-key"),
+    ],
+)
+def test_bad_file(tmp_path, text, needle) -> None:
+    """A file that is not a models table is a ConfigurationError naming the file."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(path, CATALOGS)
+    assert needle in caught.value.message and repr(path) in caught.value.message
+
+
+def test_missing_file(tmp_path) -> None:
+    """An unreadable path is a ConfigurationError naming it."""
+    path = str(tmp_path / "absent.toml")
+    with pytest.raises(ConfigurationError, match="cannot read") as caught:
+        load_config(path, CATALOGS)
+    assert repr(path) in caught.value.message
+
+
+def test_bad_config_fails_create_app(tmp_path) -> None:
+    """create_app raises on a bad SHIM_CONFIG file, before any request can be served."""
+    path = write(tmp_path, '[models."house-style"]\nprovider = "reve2img"\nmodel = "flux-3"\n')
+    with pytest.raises(ConfigurationError, match='models."house-style"'):
+        create_app(Settings(config_file=path))
+
+
+# --- the reve2img codec --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "ratio"),
+    [
+        pytest.param(None, None, id="absent"),
+        pytest.param("auto", None, id="auto"),
+        pytest.param("1024x1024", "1:1", id="square"),
+        pytest.param("256x256", "1:1", id="small-square"),
+        pytest.param("1792x1024", "16:9", id="dalle3-wide"),
+        pytest.param("1024x1792", "9:16", id="dalle3-tall"),
+        pytest.param("1536x1024", "3:2", id="landscape"),
+        pytest.param("1024x1536", "2:3", id="portrait"),
+        pytest.param("2048x1536", "4:3", id="four-three"),
+        pytest.param("1536x2048", "3:4", id="three-four"),
+        pytest.param("3840x1280", "16:9", id="widest-wide"),
+        pytest.param("16:9", "16:9", id="ratio-supported"),
+        pytest.param("21:9", "16:9", id="ratio-nearest-wide"),
+        pytest.param("5:4", "4:3", id="ratio-nearest-5:4"),
+        pytest.param("4:5", "3:4", id="ratio-nearest-4:5"),
+        pytest.param("1:2", "9:16", id="ratio-nearest-tall"),
+    ],
+)
+def test_aspect_ratio(size, ratio) -> None:
+    """OpenAI sizes map to the nearest aspect_ratio reve2img supports; none is sent for auto or absent."""
+    assert codec.aspect_ratio(size) == ratio
+
+
+def job(model: str = "flux-2", **fields) -> ImageJob:
+    return ImageJob(operation="generate", route=Route(f"reve2img/{model}", "reve2img", model), prompt="a cat", **fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "body", "size"),
+    [
+        pytest.param({}, {"model": "flux-2", "prompt": "a cat"}, "1024x1024", id="default"),
+        pytest.param(
+            {"size": "1792x1024"},
+            {"model": "flux-2", "prompt": "a cat", "aspect_ratio": "16:9"},
+            "1360x768",
+            id="wide",
+        ),
+        pytest.param(
+            {"size": "2:3", "image_urls": ("https://x.test/a.png",)},
+            {
+                "model": "flux-2",
+                "prompt": "a cat",
+                "aspect_ratio": "2:3",
+                "image_urls": ["https://x.test/a.png"],
+            },
+            "832x1248",
+            id="reference-image",
+        ),
+    ],
+)
+def test_plan_one_task_per_image(fields, body, size) -> None:
+    """plan makes n identical one-image submissions with the mapped aspect ratio and its pixel size."""
+    submission = Submission(body, 1, "reve2img/flux-2", size, None, "opaque")
+    assert codec.plan(job(n=3, **fields)) == [submission] * 3
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        pytest.param({"mask_url": "https://x.test/m.png"}, "mask", id="mask"),
+        pytest.param({"image_urls": tuple(f"https://x.test/{i}.png" for i in range(5))}, "image", id="five-images"),
+    ],
+)
+def test_plan_rejects(fields, param) -> None:
+    """What reve2img cannot do is an InvalidRequest naming the parameter, before any upstream call."""
+    with pytest.raises(errors.InvalidRequest) as caught:
+        codec.plan(job(**fields))
+    assert caught.value.param == param
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param({"task_id": "abc123", "status": "IN_PROGRESS"}, Task("abc123", "processing"), id="in-progress"),
+        pytest.param(
+            {
+                "task_id": "abc123",
+                "status": "SUCCESS",
+                "consumed_credits": 12,
+                "response": {"resultUrls": ["https://cdn.reve2img.com/a.png"]},
+            },
+            Task("abc123", "completed", ("https://cdn.reve2img.com/a.png",), credits=12),
+            id="success",
+        ),
+        pytest.param(
+            {
+                "task_id": "abc123",
+                "status": "FAILED",
+                "error": {"code": "TIMEOUT", "message": "The task timed out."},
+            },
+            Task("abc123", "failed", error_code="TIMEOUT", error_message="The task timed out."),
+            id="failed",
+        ),
+        pytest.param(
+            {"task_id": "abc123", "status": "SUCCESS", "response": {"resultUrls": []}},
+            Task("abc123", "failed", error_code="GENERATION_FAILED", error_message="SUCCESS without resultUrls"),
+            id="success-without-urls",
+        ),
+        pytest.param(
+            {
+                "task_id": "abc123",
+                "status": "SUCCESS",
+                "consumed_credits": True,
+                "response": {"resultUrls": ["u"]},
+            },
+            Task("abc123", "completed", ("u",)),
+            id="credits-not-a-number",
+        ),
+    ],
+)
+def test_parse_task(data, expected) -> None:
+    """A generate or status `data` object becomes the whole provider-neutral Task."""
+    assert codec.parse_task(data) == expected
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "status"),
+    [
+        pytest.param("GENERATION_FAILED", errors.TaskFailed, 502, id="generation-failed"),
+        pytest.param("TIMEOUT", errors.TaskFailed, 504, id="timeout"),
+        pytest.param("SERVICE_UNAVAILABLE", errors.TaskFailed, 503, id="unavailable"),
+        pytest.param("CONTENT_POLICY_VIOLATION", errors.ContentPolicyViolation, 400, id="moderated-output"),
+        pytest.param(None, errors.TaskFailed, 502, id="no-code"),
+    ],
+)
+def test_task_failure(code, error, status) -> None:
+    """A FAILED task becomes the client's error with the status of its code, naming the task."""
+    failure = codec.task_failure(Task("t-1", "failed", error_code=code, error_message="m"))
+    assert type(failure) is error and failure.status == status and "t-1" in failure.message
+
+
+ROWS = [  # the reference's error table: (HTTP, message)
+    (400, "INVALID_PROMPT"),
+    (400, "INVALID_MODEL"),
+    (400, "INVALID_PARAMETER"),
+    (400, "CONTENT_POLICY_VIOLATION"),
+    (401, "INVALID_API_KEY"),
+    (402, "INSUFFICIENT_CREDITS"),
+    (404, "TASK_NOT_FOUND"),
+    (429, "RATE_LIMITED"),
+    (429, "TOO_MANY_TASKS"),
+    (500, "GENERATION_FAILED"),
+    (503, "SERVICE_UNAVAILABLE"),
+    (504, "TIMEOUT"),
+]
+#: message -> (ours on submit, ours on poll, rendered status or None for a signal, param)
+EXPECTED: dict[str, tuple[type[Exception], type[Exception], int | None, str | None]] = {
+    "INVALID_PROMPT": (errors.InvalidRequest, errors.InvalidRequest, 400, "prompt"),
+    "INVALID_MODEL": (errors.InvalidRequest, errors.InvalidRequest, 400, "model"),
+    "INVALID_PARAMETER": (errors.InvalidRequest, errors.InvalidRequest, 400, None),
+    "CONTENT_POLICY_VIOLATION": (errors.ContentPolicyViolation, errors.ContentPolicyViolation, 400, None),
+    "INVALID_API_KEY": (errors.AuthenticationFailed, errors.AuthenticationFailed, 401, None),
+    "INSUFFICIENT_CREDITS": (errors.InsufficientQuota, errors.InsufficientQuota, 429, None),
+    "TASK_NOT_FOUND": (errors.UpstreamError, errors.UpstreamError, 502, None),
+    "RATE_LIMITED": (errors.UpstreamRateLimited, errors.UpstreamRateLimited, None, None),
+    "TOO_MANY_TASKS": (errors.UpstreamRateLimited, errors.UpstreamRateLimited, None, None),
+    "GENERATION_FAILED": (errors.UpstreamError, errors.UpstreamTransient, 502, None),
+    "SERVICE_UNAVAILABLE": (errors.UpstreamUnavailable, errors.UpstreamTransient, 503, None),
+    "TIMEOUT": (errors.SubmitOutcomeUnknown, errors.UpstreamTransient, 502, None),
+}
+
+
+@pytest.mark.parametrize("submitting", [pytest.param(True, id="submit"), pytest.param(False, id="poll")])
+@pytest.mark.parametrize(("status", "name"), [pytest.param(s, n, id=n) for s, n in ROWS])
+def test_map_error_table(status, name, submitting) -> None:
+    """Every row of the reference's error table maps to our error; 5xx on a poll is safe to repeat."""
+    payload = {"code": status, "message": name, "detail": "from the table"}
+    error = codec.map_error(status, payload, 7.0, submitting=submitting)
+    on_submit, on_poll, rendered, param = EXPECTED[name]
+    assert type(error) is (on_submit if submitting else on_poll)
+    if isinstance(error, errors.UpstreamRateLimited):
+        assert (error.retry_after, error.reason) == (7.0, name.lower())
+    elif isinstance(error, errors.ShimError):
+        assert (error.status, error.param) == (rendered, param)
+        assert name in error.message and "from the table" in error.message
+    else:
+        assert name in str(error)
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "submitting", "error"),
+    [
+        pytest.param(429, None, True, errors.UpstreamRateLimited, id="bare-429"),
+        pytest.param(403, "<html>", False, errors.AuthenticationFailed, id="bare-403"),
+        pytest.param(402, {}, True, errors.InsufficientQuota, id="bare-402"),
+        pytest.param(400, {"message": "SOMETHING_NEW"}, True, errors.InvalidRequest, id="unknown-400"),
+        pytest.param(502, "<html>bad gateway</html>", True, errors.UpstreamTransient, id="proxy-502-submit"),
+        pytest.param(503, None, True, errors.UpstreamUnavailable, id="bare-503-submit"),
+        pytest.param(504, None, True, errors.SubmitOutcomeUnknown, id="bare-504-submit"),
+        pytest.param(500, None, False, errors.UpstreamTransient, id="bare-500-poll"),
+    ],
+)
+def test_map_error_by_status(status, payload, submitting, error) -> None:
+    """An answer without a known message name is mapped by its HTTP status."""
+    assert type(codec.map_error(status, payload, 1.0, submitting=submitting)) is error
