@@ -68,6 +68,9 @@ async def answer(request: Request, spec: ImageJob, key: str) -> Response:
         error.headers = {**exc.headers, **headers}
         raise error from exc
     headers.update(result_headers(result))
+    if outcome.failures:  # a partial failure: every paid image is returned, and the rest is explained
+        text = "; ".join(f.message for f in outcome.failures)[:1000]
+        headers["x-shim-partial-failure"] = " ".join(text.encode("ascii", "replace").decode().split())
     return JSONResponse(
         render_images(spec, result),
         headers=headers,
