@@ -52,6 +52,13 @@ class ShimError(Exception):
         #: Headers the edge adds to the rendered error (the job id, say); never secrets.
         self.headers: dict[str, str] = {}
 
+    def redact(self, secret: str) -> ShimError:
+        """Remove a secret an upstream may have echoed into the message (keys never reach a client or a log)."""
+        if secret and secret in self.message:
+            self.message = self.message.replace(secret, "[redacted]")
+            self.args = (self.message,)
+        return self
+
 
 class InvalidRequest(ShimError):
     status = 400

@@ -172,10 +172,13 @@ class Jobs:
         slots = self._slots(provider.name, job.credential, limit) if limit else None
 
         async def one(sub: Submission) -> tuple[Submission, Task]:
-            if slots is None:
-                return await submit_and_wait(sub)
-            async with slots:  # the upstream caps tasks in flight per key: never go over it
-                return await submit_and_wait(sub)
+            try:
+                if slots is None:
+                    return await submit_and_wait(sub)
+                async with slots:  # the upstream caps tasks in flight per key: never go over it
+                    return await submit_and_wait(sub)
+            except errors.ShimError as exc:
+                raise exc.redact(key) from None
 
         async def submit_and_wait(sub: Submission) -> tuple[Submission, Task]:
             task = await pacer.call(lambda: provider.submit(sub.body, key), kind="submit")

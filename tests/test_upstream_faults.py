@@ -93,3 +93,20 @@ def test_unreadable_upstream_answer_is_502(sdk) -> None:
         with pytest.raises(openai.InternalServerError) as caught:
             sdk(server, "rk_y", max_retries=0).images.generate(model="dall-e-2", prompt="x")
     assert caught.value.status_code == 502 and caught.value.code == "upstream_error"
+
+
+def test_echoed_key_is_redacted(sdk) -> None:
+    """An upstream that echoes the API key in its error message never gets it to the client."""
+    secret = "rk_live_SECRET123"
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        echoed = request.headers["authorization"].split()[1]
+        error = {"code": 20003, "message": f"invalid size for key {echoed}", "request_id": "req_e"}
+        return httpx.Response(400, json={"error": error})
+
+    settings = Settings(reapi_base_url=UPSTREAM, latency_scale=0.0001)
+    with served(create_app(settings, transport=httpx.MockTransport(upstream))) as server:
+        with pytest.raises(openai.BadRequestError) as caught:
+            sdk(server, secret, max_retries=0).images.generate(model="dall-e-2", prompt="x")
+    assert secret not in caught.value.message and "[redacted]" in caught.value.message
+    assert secret not in caught.value.response.text
