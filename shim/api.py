@@ -79,9 +79,9 @@ async def answer(request: Request, spec: ImageJob, key: str) -> Response:
 
 
 def hold_budget(request: Request) -> float | None:
-    """How long this request may be held: SHIM_HOLD_SECONDS, lowered by the client's announced timeout."""
+    """How long this request may be held: SHIM_HOLD_SECONDS, lowered by the client's own timeout."""
     budget = _state(request).settings.hold_seconds
-    timeout = inbound.read_timeout(request)
+    timeout = inbound.client_timeout(request)
     if timeout is not None:
         own = max(0.1, min(timeout - READ_TIMEOUT_MARGIN, timeout * 0.8))
         budget = own if budget is None else min(budget, own)

@@ -98,6 +98,7 @@ def routes() -> list[Route]:
         ]
     table += [
         Route("/openai/deployments/{deployment}/images/generations", api.generations, methods=["POST"]),
+        Route("/openai/deployments/{deployment}/images/edits", edits.edits, methods=["POST"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/media/{name}", serve_media, methods=["GET"]),
     ]

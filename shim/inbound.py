@@ -100,11 +100,26 @@ def retry_count(request: Request) -> int:
     return int(raw) if raw.isdigit() else 0
 
 
-def read_timeout(request: Request) -> float | None:
-    """The client's announced read timeout (openai SDKs send x-stainless-read-timeout)."""
-    raw = request.headers.get("x-stainless-read-timeout", "").strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value > 0 else None
+#: Node's fetch (openai-node, the Vercel AI SDK) gives up waiting for response headers at 300 s.
+NODE_HEADERS_TIMEOUT = 300.0
+
+
+def client_timeout(request: Request) -> float | None:
+    """The shortest wait this client will sit through, in seconds, from what it announces.
+
+    openai-python sends x-stainless-read-timeout; openai-node sends x-stainless-timeout; any Node client
+    (x-stainless-runtime: node, or a node / ai-sdk user agent) stops at NODE_HEADERS_TIMEOUT regardless.
+    """
+    found: list[float] = []
+    for name in ("x-stainless-read-timeout", "x-stainless-timeout"):
+        try:
+            value = float(request.headers.get(name, "").strip())
+        except ValueError:
+            continue
+        if math.isfinite(value) and value > 0:
+            found.append(value)
+    runtime = request.headers.get("x-stainless-runtime", "").lower()
+    agent = request.headers.get("user-agent", "").lower()
+    if runtime == "node" or agent.startswith(("node", "undici", "ai-sdk", "ai/")):
+        found.append(NODE_HEADERS_TIMEOUT)
+    return min(found) if found else None
