@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -170,5 +171,13 @@ def create_app(
     }
     app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers=handlers)
     app.add_middleware(RequestIdMiddleware)
+    # Browser apps call OpenAI-compatible APIs directly with their own key: allow it, as OpenAI does.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["x-request-id", "x-shim-job", "x-upstream-task-ids", "retry-after", "x-should-retry"],
+    )
     app.state.router = router
     return app

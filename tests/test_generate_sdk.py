@@ -221,3 +221,21 @@ def test_langchain_dalle_wrapper(shim_server, key) -> None:
     url = wrapper.run("[latency=0.1] a lighthouse")
     assert url.startswith(shim_server.url.rsplit(":", 1)[0])
     assert Image.open(io.BytesIO(httpx.get(url).content)).format == "PNG"
+
+
+def test_cors_preflight_and_unknown_route(shim_server) -> None:
+    """Browser preflights are allowed; an unknown route is a 404 in OpenAI's error shape with a request id."""
+    preflight = httpx.options(
+        shim_server.url + "/v1/images/generations",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "*"
+    missing = httpx.get(shim_server.url + "/v1/nothing-here")
+    assert missing.status_code == 404 and missing.json()["error"]["message"]
+    assert missing.headers["x-request-id"].startswith("req_")
+    wrong_method = httpx.get(shim_server.url + "/v1/images/generations")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
