@@ -86,8 +86,8 @@ class Pacer:
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
         self._counts = dict.fromkeys(
-            ("requests", "submits", "polls", "rate_limited", "unreachable", "transient_failures", "timeouts",
-             "completed", "failed"), 0)  # fmt: skip
+            ("requests", "submits", "polls", "rate_limited", "too_many_tasks", "unreachable",
+             "transient_failures", "timeouts", "completed", "failed"), 0)  # fmt: skip
 
     @property
     def learner(self) -> LatencyLearner:
@@ -107,6 +107,10 @@ class Pacer:
                 return await fn()
             except UpstreamRateLimited as exc:
                 limited_since = self._rate_limited(exc, limited_since)
+                if exc.reason != "rate_limited":
+                    # Only a rate limit concerns the whole key's budget; a full task cap or an unreachable
+                    # upstream delays this call alone, so polls (which free the cap) keep flowing.
+                    await self._sleep(max(exc.retry_after, 0.1))
 
     async def wait_for(
         self,
@@ -208,12 +212,14 @@ class Pacer:
         """Pause the whole key; raise UpstreamUnavailable when waiting on would pass the bound."""
         now = self._clock()
         since = now if since is None else since
-        self._counts["rate_limited" if exc.reason == "rate_limited" else "unreachable"] += 1
+        counter = exc.reason if exc.reason in ("rate_limited", "too_many_tasks") else "unreachable"
+        self._counts[counter] += 1
         wait = max(exc.retry_after, 0.1)
         if now + wait - since > self._max_rate_limit_wait:
             message = f"the upstream kept refusing this key for {now - since:.0f}s ({exc})"
             raise UpstreamUnavailable(message, retry_after=wait) from exc
-        self._budget.pause(now + wait)
+        if exc.reason == "rate_limited":
+            self._budget.pause(now + wait)
         return since
 
     def _count(self, kind: CallKind) -> None:

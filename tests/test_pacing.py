@@ -233,6 +233,32 @@ def test_rate_limit_pauses_the_whole_key_then_retries() -> None:
     assert (stats["rate_limited"], stats["requests"]) == (1, 4)
 
 
+def test_task_cap_refusal_delays_only_that_call() -> None:
+    """TOO_MANY_TASKS delays the refused submit alone: other calls of the key (polls) keep flowing."""
+
+    async def main() -> tuple[list[tuple[str, float]], dict[str, Any]]:
+        p = pacer()
+        times: list[tuple[str, float]] = []
+        refusals = [UpstreamRateLimited(2.0, reason="too_many_tasks")]
+
+        async def call(name: str) -> str:
+            times.append((name, now()))
+            if name == "a" and refusals:
+                raise refusals.pop()
+            return name
+
+        await asyncio.gather(*(p.call(lambda n=n: call(n)) for n in "abc"))
+        stats = p.stats()
+        await p.aclose()
+        return times, stats
+
+    times, stats = run(main())
+    first = {name: t for name, t in reversed(times)}
+    assert first["b"] < 1.0 and first["c"] < 1.0  # not held behind a's 2 s wait
+    assert [t for name, t in times if name == "a"][-1] >= 2.0
+    assert (stats["too_many_tasks"], stats["rate_limited"]) == (1, 0)
+
+
 def test_rate_limit_wait_is_bounded() -> None:
     """An upstream that keeps saying 429 ends in UpstreamUnavailable once the wait would pass the bound."""
 
