@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--rate-limit", type=int, default=10)
     bench = sub.add_parser("bench", help="benchmark the pacing against the naive polling loop")
     bench.add_argument("--quick", action="store_true", help="smaller scenarios (for CI smoke runs)")
+    bench.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     return parser
 
 
@@ -49,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from .bench import run_bench
 
-            return run_bench(quick=args.quick)
+            words = ["shim", *(sys.argv[1:] if argv is None else argv)]
+            return run_bench(quick=args.quick, json_path=args.json, command=" ".join(words))
     except ConfigurationError as exc:
         print(f"shim: configuration error: {exc.message}", file=sys.stderr)
         return 2

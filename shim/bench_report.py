@@ -1,0 +1,191 @@
+"""The benchmark's numbers and tables: plain data in (answers, emulator task records, counters), plain data
+and text out. No clock, no I/O."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .bench_clients import Answer
+
+
+@dataclass(slots=True)
+class Run:
+    """One column of a table: the answers of one kind of client, and what the upstream saw of its key."""
+
+    label: str
+    answers: list[Answer]
+    started: float
+    counters: Mapping[str, int]
+    ready_at: Mapping[str, float]  # task id -> when the emulator finished it
+    first_seen: Mapping[str, float | None]  # task id -> first poll that saw it terminal
+    polls: Mapping[str, int]  # task id -> polls it received
+    server: dict[str, float] = field(default_factory=dict)  # shim process figures (CPU s, RSS MB)
+
+
+def collect(
+    emulator: Any, label: str, key: str, answers: list[Answer], started: float, server: dict[str, float] | None = None
+) -> Run:
+    """A Run from the answers and what the (in-process) `ReapiEmulator` recorded for `key`; call it once the
+    run is over (the emulator's thread then no longer adds tasks)."""
+    tasks = [t for t in list(emulator.tasks.values()) if t.key == key]
+    return Run(
+        label=label,
+        answers=answers,
+        started=started,
+        counters=emulator.counters(key),
+        ready_at={t.id: t.ready_at for t in tasks},
+        first_seen={t.id: t.first_seen_terminal_at for t in tasks},
+        polls={t.id: t.polls for t in tasks},
+        server=dict(server or {}),
+    )
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between order statistics; nan for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def count_errors(answers: Sequence[Answer]) -> dict[str, int]:
+    """Failed answers by what went wrong."""
+    errors: dict[str, int] = {}
+    for answer in answers:
+        if not answer.ok:
+            reason = answer.error or "unknown task"
+            errors[reason] = errors.get(reason, 0) + 1
+    return errors
+
+
+def completed(run: Run) -> list[tuple[str, float]]:
+    """(task id, answer time) of each successful answer whose task the emulator knows."""
+    return [
+        (a.task_id, a.answered)
+        for a in run.answers
+        if a.ok and a.task_id is not None and a.answered is not None and a.task_id in run.ready_at
+    ]
+
+
+def delays(run: Run, ok: Sequence[tuple[str, float]]) -> tuple[list[float], list[float]]:
+    """Seconds from the upstream finishing each task to (its first terminal poll, the client's answer)."""
+    noticed = [seen - run.ready_at[t] for t, _ in ok if (seen := run.first_seen.get(t)) is not None]
+    return noticed, [at - run.ready_at[t] for t, at in ok]
+
+
+def summarize(run: Run, *, rate: float) -> dict[str, Any]:
+    """The figures of one run; delays are from the upstream finishing the task (same monotonic clock)."""
+    ok = completed(run)
+    noticed, answered = delays(run, ok)
+    polls = [run.polls[task_id] for task_id, _ in ok]
+    elapsed = max((at for _, at in ok), default=run.started) - run.started
+    return {
+        "label": run.label,
+        "tasks": len(run.answers),
+        "ok": len(ok),
+        "errors": count_errors(run.answers),
+        "upstream_requests": run.counters.get("requests", 0),
+        "upstream_submits": run.counters.get("submits", 0),
+        "upstream_polls": run.counters.get("polls", 0),
+        "requests_per_ok_task": run.counters.get("requests", 0) / len(ok) if ok else math.nan,
+        "rate_limited": run.counters.get("rate_limited", 0),
+        "polls_per_task_p50": quantile(polls, 0.5),
+        "polls_per_task_max": max(polls, default=0),
+        "noticed_p50": quantile(noticed, 0.5),
+        "noticed_p90": quantile(noticed, 0.9),
+        "answer_p50": quantile(answered, 0.5),
+        "answer_p90": quantile(answered, 0.9),
+        "elapsed": elapsed,
+        "throughput": len(ok) / elapsed if elapsed > 0 else math.nan,
+        "limit": rate / 2,
+        **run.server,
+    }
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+#: (row label, cell of a summary). A cell of "-" means the figure does not apply to that column.
+RunRow = tuple[str, Callable[[Mapping[str, Any]], str]]
+RUN_ROWS: list[RunRow] = [
+    ("tasks ok", lambda s: f"{s['ok']}/{s['tasks']}"),
+    ("upstream requests (total)", lambda s: str(s["upstream_requests"])),
+    ("upstream requests per ok task", lambda s: _num(s["requests_per_ok_task"])),
+    ("polls per task p50 / max", lambda s: f"{_num(s['polls_per_task_p50'], 1)} / {s['polls_per_task_max']}"),
+    ("429s received", lambda s: str(s["rate_limited"])),
+    ("done -> noticed p50 / p90 (s)", lambda s: f"{_num(s['noticed_p50'])} / {_num(s['noticed_p90'])}"),
+    ("done -> client answer p50 / p90 (s)", lambda s: f"{_num(s['answer_p50'])} / {_num(s['answer_p90'])}"),
+    (
+        "throughput (tasks/s, % of rate/2)",
+        lambda s: f"{_num(s['throughput'])} ({_num(100 * s['throughput'] / s['limit'], 0)}%)",
+    ),
+    ("wall time, first submit -> last answer (s)", lambda s: _num(s["elapsed"], 1)),
+    ("shim CPU (s)", lambda s: _num(s.get("cpu_seconds"))),
+    ("shim peak RSS (MB)", lambda s: _num(s.get("peak_rss_mb"), 1)),
+]
+
+Target = tuple[str, str, Callable[[Mapping[str, Any]], bool]]  # row label, target text, met?
+
+
+def _check(shim: Mapping[str, Any], targets: Sequence[Target]) -> dict[str, str]:
+    return {row: f"{text}: {'met' if met(shim) else 'MISSED'}" for row, text, met in targets}
+
+
+def run_table(title: str, summaries: Sequence[Mapping[str, Any]], targets: Sequence[Target] = ()) -> str:
+    """Rows of figures, one column per run; the last column checks the first run (the shim) against targets."""
+    checks = _check(summaries[0], targets) if targets else {}
+    header = ["", *(s["label"] for s in summaries)] + (["target (shim)"] if targets else [])
+    body = [
+        [label, *(cell(s) for s in summaries)] + ([checks.get(label, "")] if targets else [])
+        for label, cell in RUN_ROWS
+    ]
+    notes = [f"  {s['label']} failures: {s['errors']}" for s in summaries if s["errors"]]
+    return "\n".join([title, render([header, *body], text_last=bool(targets)), *notes])
+
+
+def held_table(title: str, figures: Mapping[str, Any], targets: Sequence[Target] = ()) -> str:
+    rows: list[tuple[str, str]] = [
+        ("requests completed", f"{figures['ok']}/{figures['requests']}"),
+        ("still held at the end of the window", f"{figures['held_in_window']}/{figures['requests']}"),
+        ("time to get all submitted upstream (s)", _num(figures["submit_seconds"], 1)),
+        ("shim RSS before the requests (MB)", _num(figures["baseline_rss_mb"], 1)),
+        ("shim peak RSS while held (MB)", _num(figures["held_peak_rss_mb"], 1)),
+        ("shim RSS per held request (kB)", _num(figures["rss_per_request_kb"], 1)),
+        ("shim CPU while held (CPU s per s)", _num(figures["held_cpu_per_second"], 3)),
+        ("upstream requests while held (per s)", _num(figures["held_upstream_per_second"], 1)),
+        ("shim CPU after the window (CPU s per s)", _num(figures["completing_cpu_per_second"], 3)),
+        ("  (window end -> last answer, s)", _num(figures["completing_seconds"], 1)),
+        ("shim peak RSS, whole run (MB)", _num(figures["peak_rss_mb"], 1)),
+        ("shim CPU, whole run (s)", _num(figures["cpu_seconds"])),
+        ("upstream requests per task", _num(figures["requests_per_task"])),
+        ("429s received", str(figures["rate_limited"])),
+        ("done -> noticed p50 / p90 (s)", f"{_num(figures['noticed_p50'])} / {_num(figures['noticed_p90'])}"),
+        ("done -> client answer p50 / p90 (s)", f"{_num(figures['answer_p50'])} / {_num(figures['answer_p90'])}"),
+    ]
+    checks = _check(figures, targets)
+    header = ["", "shim"] + (["target"] if targets else [])
+    table = [header] + [[label, value] + ([checks.get(label, "")] if targets else []) for label, value in rows]
+    notes = [f"  failures: {figures['errors']}"] if figures["errors"] else []
+    return "\n".join([title, render(table, text_last=bool(targets)), *notes])
+
+
+def render(rows: Sequence[Sequence[str]], *, text_last: bool = False) -> str:
+    """Labels left-aligned, figures right-aligned (a last column of text, left), two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.rjust(width) for cell, width in zip(row, widths, strict=True)]
+        cells[0] = row[0].ljust(widths[0])
+        if text_last:
+            cells[-1] = row[-1].ljust(widths[-1])
+        lines.append("  " + "  ".join(cells).rstrip())
+    return "\n".join(lines)
