@@ -157,4 +157,11 @@ def model_object(model_id: str, owner: str) -> dict[str, object]:
 
 async def healthz(request: Request) -> Response:
     state = _state(request)
-    return JSONResponse({"status": "ok", "jobs_running": state.jobs.live_jobs()})
+    upstreams: dict[str, dict[str, int]] = {}
+    for name, pacers in state.pacers.items():
+        live = list(pacers.stats().values())  # per credential; only totals leave the process
+        totals = {"keys": len(live)}
+        for field in ("queued_calls", "watched_tasks", "requests", "rate_limited"):
+            totals[field] = sum(int(stats.get(field, 0)) for stats in live)
+        upstreams[name] = totals
+    return JSONResponse({"status": "ok", "jobs_running": state.jobs.live_jobs(), "upstreams": upstreams})

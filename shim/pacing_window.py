@@ -8,6 +8,7 @@ then nothing; even spacing also leaves the most room for arrival jitter.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 
@@ -63,7 +64,8 @@ class SlidingWindow:
 
     def used(self, now: float) -> float:
         """The share of the window's capacity spent over the last span."""
-        return sum(1 for at in self._sent if at > now - self.span) / self.capacity
+        # Sends are recorded in time order: a binary search finds the first one inside the window.
+        return (len(self._sent) - bisect.bisect_right(self._sent, now - self.span)) / self.capacity
 
     def idle(self, now: float) -> bool:
         """True when no send or pause of the past still constrains the future."""

@@ -44,3 +44,18 @@ async def test_keys_are_independent(shim_server, reapi_state, key) -> None:
     # The 30-task backlog needs at least 30 submits + 30 polls at 10/s: about 6 s; the quiet key does not wait.
     assert quiet_elapsed < backlog_elapsed / 2
     assert reapi_state.counters(other)["rate_limited"] == 0
+
+
+def test_healthz_reports_totals_without_keys(shim_server, key, sdk) -> None:
+    """/healthz shows per-upstream totals of the live budgets, and no credential or its hash."""
+    import httpx
+
+    sdk(shim_server, key).images.generate(model="dall-e-2", prompt="[latency=0.1] h", response_format="url")
+    health = httpx.get(shim_server.url + "/healthz")
+    body = health.json()
+    assert health.status_code == 200 and body["status"] == "ok"
+    assert body["upstreams"]["reapi"]["requests"] >= 2
+    assert key not in health.text
+    from shim.jobs import credential_id
+
+    assert credential_id(key) not in health.text
