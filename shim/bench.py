@@ -5,7 +5,7 @@ Scenarios (each with a fresh shim process, so its CPU time and peak RSS are its 
               every 1.5 s x time scale) on other keys of the same emulator, one after another
   low load    5 SDK clients asking one image after another, then the same with the naive loops
   held        thousands of raw requests held open on slow tasks: memory per held request, CPU while held
-Servers: the emulator runs in this process (uvicorn in a thread), the shim as `python -m shim serve`.
+Servers: the emulator (`python -m shim emulator`) and the shim (`python -m shim serve`) are child processes.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import httpx
 from .bench_clients import naive_client, open_sdk, run_clients, sdk_client
 from .bench_held import hold_requests
 from .bench_report import Target, collect, held_table, run_table, summarize
-from .bench_servers import ShimProcess, ThreadServer
+from .bench_servers import EmulatorProcess, ShimProcess
 
 #: The documented interval of the quickstart's loop (seconds, real time).
 DOCUMENTED_POLL_INTERVAL = 1.5
@@ -87,20 +87,16 @@ def run_bench(*, quick: bool = False, json_path: str | None = None, command: str
 
 
 async def _bench(plan: Plan) -> dict[str, Any]:
-    from .emulator.reapi import create_reapi_app
-
-    app = create_reapi_app(time_scale=plan.time_scale, rate_limit=plan.rate)
-    with ThreadServer(app) as emulator:
+    async with EmulatorProcess(time_scale=plan.time_scale, rate=plan.rate) as emulator:
         concurrent = await _compare(emulator, plan, concurrency=plan.tasks, rounds=1, tag="concurrent")
         low = await _compare(emulator, plan, concurrency=plan.low_concurrency, rounds=plan.low_rounds, tag="low")
-    app = create_reapi_app(time_scale=plan.held_time_scale, rate_limit=plan.held_rate)
-    with ThreadServer(app) as emulator:
+    async with EmulatorProcess(time_scale=plan.held_time_scale, rate=plan.held_rate) as emulator:
         env = _shim_env(emulator, time_scale=plan.held_time_scale, rate=plan.held_rate)
         held = await hold_requests(emulator, env, key=_key("held"), n=plan.held, window=plan.held_window)
     return {"concurrent": concurrent, "low_load": low, "held": held}
 
 
-def _shim_env(emulator: ThreadServer, *, time_scale: float, rate: float) -> dict[str, str]:
+def _shim_env(emulator: EmulatorProcess, *, time_scale: float, rate: float) -> dict[str, str]:
     return {
         "SHIM_REAPI_BASE_URL": emulator.url,
         "SHIM_LATENCY_SCALE": str(time_scale),
@@ -112,7 +108,7 @@ def _key(tag: str) -> str:
     return f"rk_bench_{tag}_{uuid.uuid4().hex[:12]}"
 
 
-async def _compare(emulator: ThreadServer, plan: Plan, *, concurrency: int, rounds: int, tag: str) -> list[Any]:
+async def _compare(emulator: EmulatorProcess, plan: Plan, *, concurrency: int, rounds: int, tag: str) -> list[Any]:
     """The shim and then the naive loops, each on its own key of the same emulator."""
     key = _key(f"{tag}_shim")
     async with ShimProcess(_shim_env(emulator, time_scale=plan.time_scale, rate=plan.rate)) as shim:
@@ -122,7 +118,7 @@ async def _compare(emulator: ThreadServer, plan: Plan, *, concurrency: int, roun
             started = time.monotonic()
             answers = await run_clients(one, concurrency=concurrency, rounds=rounds)
         server = {"cpu_seconds": shim.cpu_seconds() - cpu_before, "peak_rss_mb": shim.memory_mb()[1]}
-    runs = [collect(emulator.app.state.emulator, "shim", key, answers, started, server)]
+    runs = [collect(emulator.state, "shim", key, answers, started, server)]
     scaled = DOCUMENTED_POLL_INTERVAL * plan.time_scale
     for interval, label in ((DOCUMENTED_POLL_INTERVAL, "naive 1.5 s"), (scaled, f"naive {scaled:g} s")):
         key = _key(f"{tag}_naive")
@@ -131,7 +127,7 @@ async def _compare(emulator: ThreadServer, plan: Plan, *, concurrency: int, roun
             one = naive_client(http, emulator.url, key, quality="low", interval=interval, tag=key)
             started = time.monotonic()
             answers = await run_clients(one, concurrency=concurrency, rounds=rounds)
-        runs.append(collect(emulator.app.state.emulator, label, key, answers, started))
+        runs.append(collect(emulator.state, label, key, answers, started))
     return [summarize(run, rate=plan.rate) for run in runs]
 
 

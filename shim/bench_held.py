@@ -10,15 +10,15 @@ from typing import Any
 
 from .bench_clients import Answer, held_client
 from .bench_report import collect, completed, count_errors, delays, quantile
-from .bench_servers import ShimProcess, ThreadServer
+from .bench_servers import EmulatorProcess, ShimProcess
 
 
 async def hold_requests(
-    server: ThreadServer, env: dict[str, str], *, key: str, n: int, window: float
+    server: EmulatorProcess, env: dict[str, str], *, key: str, n: int, window: float
 ) -> dict[str, Any]:
     """Open `n` requests at once on a fresh shim; once all are submitted upstream, sample the shim for
     `window` seconds (RSS every 0.2 s, CPU over the window); then wait for every answer."""
-    emulator = server.app.state.emulator
+    emulator = server.state
     figures: dict[str, Any] = {"requests": n}
     async with ShimProcess(env) as shim:
         figures["baseline_rss_mb"] = shim.memory_mb()[0]
@@ -26,8 +26,10 @@ async def hold_requests(
         one = held_client(shim.url, key, quality="high", tag=key)
         started = time.monotonic()
         pending = [asyncio.create_task(one(i)) for i in range(n)]
-        while emulator.counters(key)["submits"] < n and not all(t.done() for t in pending):
-            await asyncio.sleep(0.05)
+        while not all(t.done() for t in pending):
+            if await asyncio.to_thread(lambda: emulator.counters(key)["submits"]) >= n:
+                break
+            await asyncio.sleep(0.25)
         figures["submit_seconds"] = time.monotonic() - started
         figures.update(await _sample(shim, emulator, key, pending, window))
         cpu_at, at = shim.cpu_seconds(), time.monotonic()

@@ -1,56 +1,113 @@
-"""The servers a benchmark runs: an ASGI app under uvicorn in a thread of this process (the emulator), and
-the shim as a child process (`python -m shim serve`) whose CPU time and RSS are read from /proc."""
+"""The servers a benchmark runs, each a child process: the emulator (`python -m shim emulator`), read over
+its `/_emulator/stats`, and the shim (`python -m shim serve`), whose CPU time and RSS are read from /proc."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
-import uvicorn
 
 _ROOT = Path(__file__).resolve().parents[1]  # the directory that holds the `shim` package
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-class ThreadServer:
-    """An ASGI app served by uvicorn on an ephemeral 127.0.0.1 port, in a daemon thread with its own loop."""
+class EmulatorProcess:
+    """`python -m shim emulator` in a child process, so the upstream has its own interpreter: in a thread of
+    the benchmark it would share a GIL with the clients, and the arrival times it stamps would jitter."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", backlog=4096)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, name="bench-emulator", daemon=True)
+    def __init__(self, *, time_scale: float, rate: float) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._args = ["--time-scale", str(time_scale), "--rate-limit", str(int(rate))]
+        self._log = tempfile.TemporaryFile()
+        self._proc: subprocess.Popen[bytes] | None = None
 
-    def _run(self) -> None:
-        asyncio.run(self._server.serve())
-
-    def __enter__(self) -> ThreadServer:
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the emulator did not start")
-            time.sleep(0.01)
+    async def __aenter__(self) -> EmulatorProcess:
+        command = [sys.executable, "-m", "shim", "emulator", "--port", str(self.port), *self._args]
+        env = {**os.environ, "PYTHONPATH": str(_ROOT), "SHIM_LOG_LEVEL": "warning"}
+        self._proc = subprocess.Popen(
+            command, cwd=_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        await _until_healthy(self._proc, self.url + "/_emulator/stats", "the emulator", self.log_tail)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=15)
+    async def __aexit__(self, *exc: object) -> None:
+        await _stop(self._proc)
+        self._log.close()
 
     @property
-    def url(self) -> str:
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+    def state(self) -> RemoteEmulator:
+        return RemoteEmulator(self.url)
+
+    def log_tail(self, lines: int = 30) -> str:
+        self._log.seek(0)
+        return "\n".join(self._log.read().decode(errors="replace").splitlines()[-lines:])
+
+
+class RemoteEmulator:
+    """The emulator's records, read over `GET /_emulator/stats` (keys appear there only as fingerprints)."""
+
+    COUNTERS = ("submits", "submit_rejected", "polls", "rate_limited", "requests")
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def _stats(self) -> dict[str, Any]:
+        response = httpx.get(self._url + "/_emulator/stats", timeout=60.0)
+        response.raise_for_status()
+        return dict(response.json())
+
+    @property
+    def tasks(self) -> dict[str, SimpleNamespace]:
+        """Task records by id; `key` is the key's fingerprint."""
+        return {t["id"]: SimpleNamespace(**{**t, "key": t["key_fingerprint"]}) for t in self._stats()["tasks"]}
+
+    def counters(self, key: str) -> dict[str, int]:
+        found = self._stats()["keys"].get(key_fingerprint(key), {})
+        return {name: int(found.get(name, 0)) for name in self.COUNTERS}
+
+
+def key_fingerprint(key: str) -> str:
+    """How the emulator names a key outside its process: the first 12 hex chars of sha256(key)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+async def _until_healthy(proc: subprocess.Popen[bytes], url: str, what: str, log_tail: Callable[[], str]) -> None:
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as http:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log_tail()}")
+            try:
+                if (await http.get(url, timeout=1.0)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not become healthy:\n{log_tail()}")
+            await asyncio.sleep(0.05)
+
+
+async def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
 
 
 def free_port() -> int:
@@ -78,29 +135,11 @@ class ShimProcess:
         self._proc = subprocess.Popen(
             command, cwd=_ROOT, env=self._env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 30
-        async with httpx.AsyncClient() as http:
-            while True:
-                if self._proc.poll() is not None:
-                    raise RuntimeError(f"the shim exited with {self._proc.returncode}:\n{self.log_tail()}")
-                try:
-                    if (await http.get(self.url + "/healthz", timeout=1.0)).status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the shim did not become healthy:\n{self.log_tail()}")
-                await asyncio.sleep(0.05)
+        await _until_healthy(self._proc, self.url + "/healthz", "the shim", self.log_tail)
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(proc.wait, 15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
+        await _stop(self._proc)
         self._log.close()
 
     @property

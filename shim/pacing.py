@@ -33,6 +33,8 @@ from .types import Task
 __all__ = ["LatencyLearner", "LatencyPrior", "Pacer", "Pacers"]
 
 T = TypeVar("T")
+#: How much an unexpected upstream 429 widens the key's window (seconds).
+JITTER_STEP = 0.05
 
 
 class Pacer:
@@ -65,6 +67,7 @@ class Pacer:
         if min(min_poll_interval, poll_retry_backoff, price_factor, submit_weight) < 0:
             raise ValueError("poll intervals, price_factor and submit_weight must not be negative")
         self._budget = SlidingWindow.for_rate(rate, window, margin)
+        self._widest = self._budget.span * 1.2  # how far unexpected 429s may widen the window
         self._planner = PollPlanner(
             learner=learner if learner is not None else LatencyLearner(),
             priors=priors or {},
@@ -220,6 +223,9 @@ class Pacer:
             raise UpstreamUnavailable(message, retry_after=wait) from exc
         if exc.reason == "rate_limited":
             self._budget.pause(now + wait)
+            # A 429 we did not expect means requests arrive with more jitter than the margin allows for:
+            # give every later window a little more room, within a bound.
+            self._budget.widen(JITTER_STEP, self._widest)
         return since
 
     def _count(self, kind: CallKind) -> None:

@@ -58,6 +58,12 @@ class SlidingWindow:
         self._sent.append(at)
         self._tat = max(self._tat, at) + self._spacing
 
+    def widen(self, extra: float, ceiling: float) -> None:
+        """Lengthen the window by `extra` seconds, up to `ceiling`: the upstream counted a send we did not,
+        so arrival jitter is larger than the margin allowed for."""
+        self.span = max(self.span, min(self.span + extra, ceiling))
+        self._spacing = self.span / self.capacity
+
     def pause(self, until: float) -> None:
         """Send nothing before `until` (extends, never shortens, a pause already in force)."""
         self.paused_until = max(self.paused_until, until)

@@ -233,6 +233,20 @@ def test_rate_limit_pauses_the_whole_key_then_retries() -> None:
     assert (stats["rate_limited"], stats["requests"]) == (1, 4)
 
 
+def test_rate_limit_widens_the_window_within_a_bound() -> None:
+    """Each unexpected 429 gives later windows more room against jitter, never more than a fifth."""
+    from shim.pacing_window import SlidingWindow
+
+    window = SlidingWindow.for_rate(10, 1.0, 0.05)
+    window.widen(0.05, 1.26)
+    assert window.span == pytest.approx(1.10)
+    for _ in range(10):
+        window.widen(0.05, 1.26)
+    assert window.span == pytest.approx(1.26)
+    window.record(0.0)
+    assert window.next_free(0.0) == pytest.approx(0.126)  # the even spacing follows the wider window
+
+
 def test_task_cap_refusal_delays_only_that_call() -> None:
     """TOO_MANY_TASKS delays the refused submit alone: other calls of the key (polls) keep flowing."""
 
