@@ -130,13 +130,14 @@ class Jobs:
                         code="idempotency_key_reused",
                     )
                 return found, True
-        candidates = [j for j in self._by_fingerprint.get((cred, fp), ()) if j.attachable]
-        if retry_count >= 1 or any(j.handoff_until > now for j in candidates):
-            eligible = [j for j in candidates if retry_count >= 1 or j.handoff_until > now]
-            if eligible:
-                # Prefer a job nobody is waiting for (its client gave up), then the newest.
-                job = min(eligible, key=lambda j: (j.waiters, -j.created))
-                return job, True
+        eligible = [
+            j
+            for j in self._by_fingerprint.get((cred, fp), ())
+            if j.attachable and (retry_count >= 1 or j.handoff_until > now)
+        ]
+        if eligible:
+            # Prefer a job nobody is waiting for (its client gave up), then the newest.
+            return min(eligible, key=lambda j: (j.waiters, -j.created)), True
         job = self._start(spec, key, cred, fp, now)
         if idempotency_key:
             self._by_idempotency[(cred, idempotency_key)] = job
