@@ -68,6 +68,11 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+def log_event(name: str, data: dict[str, object]) -> None:
+    """The logging exporter of the core's events: one line each, ids and outcomes only (never a credential)."""
+    log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in data.items()))
+
+
 def _request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
@@ -149,6 +154,7 @@ def create_app(
                 for name, provider in built.items()
             }
             jobs = Jobs(
+                on_event=log_event,
                 providers=built,
                 pacers=pacers,
                 result_ttl=settings.result_ttl_seconds,

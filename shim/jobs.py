@@ -162,8 +162,19 @@ class Jobs:
         bucket = self._by_fingerprint.get(key)
         if bucket is not None:
             self._by_fingerprint[key] = bucket  # re-insert: the finished job now lives for the result TTL
-        if not runner.cancelled() and runner.exception() is not None:
-            runner.exception()  # retrieved: a failure is delivered to waiters, not logged as unhandled
+        # Reading the exception marks it retrieved: a failure is delivered to waiters, not logged as unhandled.
+        failure = None if runner.cancelled() else runner.exception()
+        outcome = "cancelled" if runner.cancelled() else "ok" if failure is None else "failed"
+        self._emit(
+            "job_finished",
+            {
+                "job": job.id,
+                "outcome": outcome,
+                "error": getattr(failure, "code", None) if failure else None,
+                "tasks": ",".join(job.task_ids),
+                "seconds": round(self._clock() - job.created, 3),
+            },
+        )
 
     # --- running ------------------------------------------------------------------------------------
 

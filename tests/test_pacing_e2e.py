@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
+import httpx
 import openai
+
+from shim.jobs import credential_id
 
 
 async def test_forty_concurrent_calls_no_429(shim_server, reapi_state, key) -> None:
@@ -48,14 +53,25 @@ async def test_keys_are_independent(shim_server, reapi_state, key) -> None:
 
 def test_healthz_reports_totals_without_keys(shim_server, key, sdk) -> None:
     """/healthz shows per-upstream totals of the live budgets, and no credential or its hash."""
-    import httpx
-
     sdk(shim_server, key).images.generate(model="dall-e-2", prompt="[latency=0.1] h", response_format="url")
     health = httpx.get(shim_server.url + "/healthz")
     body = health.json()
     assert health.status_code == 200 and body["status"] == "ok"
     assert body["upstreams"]["reapi"]["requests"] >= 2
     assert key not in health.text
-    from shim.jobs import credential_id
-
     assert credential_id(key) not in health.text
+
+
+def test_logs_name_jobs_and_tasks_never_keys(shim_server, key, sdk, caplog) -> None:
+    """The shim logs each job's start, tasks and end by id; the credential appears in no log record."""
+    with caplog.at_level(logging.INFO, logger="shim"):
+        raw = sdk(shim_server, key).images.with_raw_response.generate(
+            model="dall-e-2", prompt="[latency=0.1] logged", response_format="url"
+        )
+        job = raw.headers["x-shim-job"]
+        time.sleep(0.2)  # the job_finished line is written by the server thread after the answer
+    lines = [r.getMessage() for r in caplog.records if r.name == "shim"]
+    mine = [line for line in lines if job in line]
+    assert any(line.startswith("job_started") for line in mine)
+    assert any(line.startswith("job_finished") and "outcome=ok" in line for line in mine)
+    assert not any(key in r.getMessage() for r in caplog.records)
