@@ -44,6 +44,25 @@ class ShimState:
     media: MediaStore | None = None
 
 
+class PathTolerance:
+    """Forgives the two path mistakes clients make with a base URL: a doubled `/v1` (Dify appends `/v1` to a
+    base that may already end in it) and a trailing slash (a redirect would not be followed by a POST)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            while path.startswith("/v1/v1/"):
+                path = path[3:]
+            if len(path) > 1 and path.endswith("/"):
+                path = path.rstrip("/") or "/"
+            if path != scope["path"]:
+                scope = {**scope, "path": path, "raw_path": path.encode()}
+        await self.app(scope, receive, send)
+
+
 class RequestIdMiddleware:
     """Gives every request an id (scope state) and every response an `x-request-id` header."""
 
@@ -122,7 +141,7 @@ def create_app(
     """The shim as an ASGI app. Bad configuration raises ConfigurationError here, at start-up."""
     settings = settings or Settings()
     factories = dict(providers or builtin_providers())
-    catalogs = {name: tuple(factory.catalog) for name, factory in factories.items()}  # type: ignore[attr-defined]
+    catalogs = {name: tuple(factory.catalog) for name, factory in factories.items()}
     configured = load_config(settings.config_file, catalogs) if settings.config_file else {}
     router = Router(catalogs, configured)
     base_urls = {"reapi": settings.reapi_base_url, "reve2img": settings.reve2img_base_url}
@@ -176,6 +195,7 @@ def create_app(
         Exception: error_response,
     }
     app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers=handlers)
+    app.add_middleware(PathTolerance)
     app.add_middleware(RequestIdMiddleware)
     # Browser apps call OpenAI-compatible APIs directly with their own key: allow it, as OpenAI does.
     app.add_middleware(

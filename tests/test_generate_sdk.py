@@ -239,3 +239,15 @@ def test_cors_preflight_and_unknown_route(shim_server) -> None:
     assert missing.headers["x-request-id"].startswith("req_")
     wrong_method = httpx.get(shim_server.url + "/v1/images/generations")
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("path", ["/v1/v1/images/generations", "/v1/images/generations/"])
+def test_forgiving_paths(shim_server, key, path) -> None:
+    """A doubled /v1 (Dify) and a trailing slash reach the endpoint instead of a 404 or a redirect."""
+    response = httpx.post(
+        shim_server.url + path,
+        json={"model": "dall-e-2", "prompt": "[latency=0.1] path"},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200 and response.json()["data"][0]["url"]
