@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -16,12 +16,16 @@ from .jobs import Job, Outcome
 from .openai_wire import parse_image_request, render_images
 from .types import ImageJob, JobResult, Operation
 
+if TYPE_CHECKING:  # app imports this module
+    from .app import ShimState
+
 #: The hold never ends closer than this to the client's own read timeout.
 READ_TIMEOUT_MARGIN = 0.25
 
 
-def _state(request: Request) -> Any:
-    return request.app.state.shim
+def _state(request: Request) -> ShimState:
+    state: ShimState = request.app.state.shim
+    return state
 
 
 async def generations(request: Request) -> Response:

@@ -6,8 +6,12 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .config import ConfigurationError, Settings
+
+if TYPE_CHECKING:  # starlette is imported only on the paths that serve
+    from starlette.applications import Starlette
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _emulator(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _emulator(args: argparse.Namespace) -> Starlette:
     if args.dialect == "reve2img":
         from .emulator.reve2img import create_reve2img_app
 

@@ -180,7 +180,7 @@ class Jobs:
 
     async def _run(self, job: Job, provider: Provider, submissions: list[Submission], key: str) -> Outcome:
         pacer = self._pacers[provider.name].get(provider.name, job.credential)
-        limit = getattr(provider, "max_in_flight", None)
+        limit = provider.max_in_flight
         slots = self._slots(provider.name, job.credential, limit) if limit else None
 
         async def one(sub: Submission) -> tuple[Submission, Task]:

@@ -49,7 +49,8 @@ def documented_cadence(elapsed: float) -> float:
     """The documented gap between polls (unscaled): 3-5 s for three minutes, then 10 s backing off to 30 s."""
     if elapsed < 180:
         return 4.0
-    return min(30.0, 10.0 * 1.5 ** ((elapsed - 180) / 60))
+    growth: float = 1.5 ** ((elapsed - 180) / 60)  # typeshed types float ** float as Any (it may be complex)
+    return min(30.0, 10.0 * growth)
 
 
 class LatencyModel:

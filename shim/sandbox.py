@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
@@ -40,11 +43,11 @@ def create_sandbox_app(settings: Settings, *, base_url: str, time_scale: float) 
     return outer
 
 
-def _nested_lifespan(inner: Starlette):  # type: ignore[no-untyped-def]
+def _nested_lifespan(inner: Starlette) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     import contextlib
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette):  # type: ignore[no-untyped-def]
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with inner.router.lifespan_context(inner):
             yield
 

@@ -133,3 +133,17 @@ def test_map_error(status, code, message, expected, param) -> None:
         assert error.upstream_request_id == "req_1"
     if isinstance(error, errors.UpstreamRateLimited):
         assert error.retry_after == 2.0
+
+
+@pytest.mark.parametrize(
+    ("urls", "status", "expected"),
+    [
+        pytest.param([None, 123], "failed", (), id="no-string-urls"),
+        pytest.param("https://c/0.png", "completed", ("https://c/0.png",), id="lone-string"),
+        pytest.param(["https://c/0.png", None], "completed", ("https://c/0.png",), id="mixed"),
+    ],
+)
+def test_parse_task_tolerates_malformed_urls(urls, status, expected) -> None:
+    """A completed envelope without usable URL strings is a failure, and a lone string is one URL."""
+    task = codec.parse_task({"id": "t", "status": "completed", "output": {"image_urls": urls}})
+    assert (task.status, task.image_urls) == (status, expected)

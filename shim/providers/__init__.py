@@ -1,12 +1,12 @@
 """The Provider seam: what every upstream adapter offers, and the registry of adapters by name.
 
 A provider is a pure codec (plan submissions, read tasks, map errors) plus two I/O calls, `submit` and
-`poll`. Built-in adapters register in `PROVIDERS` exactly as a later one would.
+`poll`. Built-in adapters register in `builtin_providers()` exactly as a later one would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,9 +46,19 @@ class Submission:
 
 class Provider(Protocol):
     name: str
-    catalog: Mapping[str, ModelSpec]
-    priors: Mapping[str, LatencyPrior]
     rate_limit: float
+
+    # Read-only: the gateway never assigns them, so an adapter may hold any Mapping (a plain dict) here.
+    @property
+    def catalog(self) -> Mapping[str, ModelSpec]: ...
+
+    @property
+    def priors(self) -> Mapping[str, LatencyPrior]: ...
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """How many tasks one key may have running upstream at once; None for no cap."""
+        ...
 
     def plan(self, job: ImageJob) -> list[Submission]:
         """Pure: the upstream submissions for a job (raises InvalidRequest for what the model can't do)."""
@@ -78,7 +88,16 @@ class ProviderContext:
     max_in_flight: int | None = None
 
 
-ProviderFactory = Callable[[ProviderContext], Provider]
+class ProviderFactory(Protocol):
+    """Builds a provider at start-up; its catalog is read before that, to validate the routing config.
+
+    An adapter class is one: the class object carries `catalog` and calling it builds the provider.
+    """
+
+    @property
+    def catalog(self) -> Mapping[str, ModelSpec]: ...
+
+    def __call__(self, context: ProviderContext, /) -> Provider: ...
 
 
 def builtin_providers() -> dict[str, ProviderFactory]:
@@ -91,3 +110,12 @@ def builtin_providers() -> dict[str, ProviderFactory]:
         return registry
     registry["reve2img"] = Reve2imgProvider
     return registry
+
+
+def url_strings(value: object) -> tuple[str, ...]:
+    """The URL strings of a foreign payload's list (a lone string counts as one; anything else is dropped)."""
+    if isinstance(value, str):
+        return (value,) if value else ()
+    if isinstance(value, list | tuple):
+        return tuple(u for u in value if isinstance(u, str) and u)
+    return ()

@@ -11,8 +11,8 @@ from typing import Any
 from .. import errors
 from ..pacing import LatencyPrior
 from ..sizes import nearest_ratio, parse_pixels
-from ..types import ImageJob, Task
-from . import ModelSpec, Submission
+from ..types import ImageJob, Task, TaskStatus
+from . import ModelSpec, Submission, url_strings
 
 OFFICIAL = "gpt-image-2-official"
 CATALOG: dict[str, ModelSpec] = {
@@ -173,11 +173,14 @@ def plan(job: ImageJob) -> list[Submission]:
 
 def parse_task(payload: Mapping[str, Any]) -> Task:
     """A reAPI task envelope -> Task."""
-    status = payload.get("status")
-    if status not in ("processing", "completed", "failed"):
-        status = "processing" if status in ("pending", "queued", "running", None) else "failed"
+    raw_status = payload.get("status")
+    status: TaskStatus
+    if raw_status in ("processing", "completed", "failed"):
+        status = raw_status
+    else:
+        status = "processing" if raw_status in ("pending", "queued", "running", None) else "failed"
     output = payload.get("output") or {}
-    urls = output.get("image_urls") if isinstance(output, Mapping) else None
+    urls = url_strings(output.get("image_urls")) if isinstance(output, Mapping) else ()
     error = payload.get("error") or {}
     code = error.get("code") if isinstance(error, Mapping) else None
     message = error.get("message") if isinstance(error, Mapping) else None
@@ -186,7 +189,7 @@ def parse_task(payload: Mapping[str, Any]) -> Task:
     return Task(
         id=str(payload.get("id", "")),
         status=status,
-        image_urls=tuple(u for u in (urls or ()) if isinstance(u, str)),
+        image_urls=urls,
         error_code=None if code is None else str(code),
         error_message=None if message is None else str(message),
     )

@@ -13,8 +13,8 @@ from typing import Any
 from .. import errors
 from ..pacing import LatencyPrior
 from ..sizes import nearest_ratio, parse_pixels
-from ..types import ImageJob, Task
-from . import ModelSpec, Submission
+from ..types import ImageJob, Task, TaskStatus
+from . import ModelSpec, Submission, url_strings
 
 CATALOG: dict[str, ModelSpec] = {
     spec.id: spec
@@ -36,7 +36,7 @@ PRIORS: dict[str, LatencyPrior] = {
     "reve2img/flux-2": LatencyPrior(10, 20),
     "reve2img/seedream-4.0": LatencyPrior(20, 40),
 }
-STATUSES = {"IN_PROGRESS": "processing", "SUCCESS": "completed", "FAILED": "failed"}
+STATUSES: dict[str, TaskStatus] = {"IN_PROGRESS": "processing", "SUCCESS": "completed", "FAILED": "failed"}
 
 
 def aspect_ratio(size: str | None) -> str | None:
@@ -82,15 +82,17 @@ def plan(job: ImageJob) -> list[Submission]:
 def parse_task(data: Mapping[str, Any]) -> Task:
     """The `data` of a generate or status answer -> Task."""
     status = STATUSES.get(str(data.get("status")), "processing")
-    response = data.get("response") if isinstance(data.get("response"), Mapping) else {}
-    urls = tuple(u for u in (response.get("resultUrls") or ()) if isinstance(u, str))
-    error = data.get("error") if isinstance(data.get("error"), Mapping) else {}
+    raw_response = data.get("response")
+    response: Mapping[str, Any] = raw_response if isinstance(raw_response, Mapping) else {}
+    urls = url_strings(response.get("resultUrls"))
+    raw_error = data.get("error")
+    error: Mapping[str, Any] = raw_error if isinstance(raw_error, Mapping) else {}
     credits = data.get("consumed_credits")
     if status == "completed" and not urls:
         status, error = "failed", {"code": "GENERATION_FAILED", "message": "SUCCESS without resultUrls"}
     return Task(
         id=str(data.get("task_id", "")),
-        status=status,  # type: ignore[arg-type]
+        status=status,
         image_urls=urls,
         error_code=str(error["code"]) if error.get("code") else None,
         error_message=str(error["message"]) if error.get("message") else None,
