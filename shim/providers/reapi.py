@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import errors
-from ..types import ImageJob, Task
-from . import Submission
+from ..types import Task
 from . import reapi_codec as codec
 from .http_adapter import HttpAdapter
 from .transport import json_or_none, retry_after_seconds
@@ -18,11 +17,8 @@ class ReapiProvider(HttpAdapter):
     catalog = codec.CATALOG
     priors = codec.PRIORS
 
-    def plan(self, job: ImageJob) -> list[Submission]:
-        return codec.plan(job)
-
-    def failure(self, task: Task) -> errors.ShimError:
-        return codec.task_failure(task)
+    plan = staticmethod(codec.plan)
+    failure = staticmethod(codec.task_failure)
 
     async def submit(self, body: Mapping[str, Any], key: str) -> Task:
         response = await self._submitting(

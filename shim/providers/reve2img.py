@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 
 from .. import errors
-from ..types import ImageJob, Task
-from . import Submission
+from ..types import Task
 from . import reve2img_codec as codec
 from .http_adapter import HttpAdapter
 from .transport import json_or_none, retry_after_seconds
@@ -20,11 +19,8 @@ class Reve2imgProvider(HttpAdapter):
     catalog = codec.CATALOG
     priors = codec.PRIORS
 
-    def plan(self, job: ImageJob) -> list[Submission]:
-        return codec.plan(job)
-
-    def failure(self, task: Task) -> errors.ShimError:
-        return codec.task_failure(task)
+    plan = staticmethod(codec.plan)
+    failure = staticmethod(codec.task_failure)
 
     async def submit(self, body: Mapping[str, Any], key: str) -> Task:
         response = await self._submitting(
