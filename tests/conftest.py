@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
 import uuid
@@ -25,9 +26,9 @@ TIME_SCALE = 0.01
 class ServedApp:
     """An ASGI app served by uvicorn on an ephemeral 127.0.0.1 port in a background thread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, port: int = 0) -> None:
         self.app = app
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -63,12 +64,19 @@ class ServedApp:
 
 
 @contextlib.contextmanager
-def served(app: Any) -> Iterator[ServedApp]:
-    server = ServedApp(app).start()
+def served(app: Any, port: int = 0) -> Iterator[ServedApp]:
+    server = ServedApp(app, port).start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def free_port() -> int:
+    """A port free now, for a server whose own URLs must name its port before it starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

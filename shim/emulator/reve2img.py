@@ -287,7 +287,9 @@ async def _generate(request: Request) -> Response:
     key = emulator.authenticate(request.headers.get("authorization"))
     emulator.admit(key)
     raw = await request.body()
-    return _success(emulator.generate(key, raw, str(request.base_url).rstrip("/")))
+    # This app's own external base URL, mount prefix included (`request.base_url` is the top-level app's).
+    base_url = str(request.base_url.replace(path=request.scope.get("root_path", ""))).rstrip("/")
+    return _success(emulator.generate(key, raw, base_url))
 
 
 async def _status(request: Request) -> Response:
