@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -59,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"shim: configuration error: {exc.message}", file=sys.stderr)
         return 2
+    # The shim's own lines (one per job event; ids and outcomes, never a key) beside uvicorn's.
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(
         app,
         host=args.host,
