@@ -110,3 +110,27 @@ def test_echoed_key_is_redacted(sdk) -> None:
             sdk(server, secret, max_retries=0).images.generate(model="dall-e-2", prompt="x")
     assert secret not in caught.value.message and "[redacted]" in caught.value.message
     assert secret not in caught.value.response.text
+
+
+def test_upstream_429_on_submit_is_waited_out_not_passed_through(sdk) -> None:
+    """An upstream 429 on submit (no task created) is retried inside the shim after Retry-After."""
+    calls: list[str] = []
+    image = png()
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url.path}")
+        if request.method == "POST" and calls.count("POST /api/v1/images/generations") == 1:
+            error = {"code": 50001, "message": "rate limit exceeded", "request_id": "req_r"}
+            return httpx.Response(429, json={"error": error}, headers={"Retry-After": "1"})
+        if request.method == "POST":
+            return httpx.Response(200, json={"id": "task_r", "status": "processing"})
+        if request.url.path.startswith("/api/v1/tasks/"):
+            output = {"image_urls": [f"{UPSTREAM}/media/r.png"]}
+            return httpx.Response(200, json={"id": "task_r", "status": "completed", "output": output})
+        return httpx.Response(200, content=image)
+
+    settings = Settings(reapi_base_url=UPSTREAM, latency_scale=0.0001)
+    with served(create_app(settings, transport=httpx.MockTransport(upstream))) as server:
+        raw = sdk(server, "rk_z", max_retries=0).images.with_raw_response.generate(model="dall-e-2", prompt="x")
+    assert raw.status_code == 200 and raw.headers["x-upstream-task-ids"] == "task_r"
+    assert calls.count("POST /api/v1/images/generations") == 2
