@@ -1,11 +1,12 @@
 """The ASGI application: routes, the one error handler, and a lifespan that owns the process's single
-httpx.AsyncClient, the providers, the per-credential pacers and the job registry."""
+httpx.AsyncClient, the providers, the per-credential pacers, the job registry and its journal."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -22,8 +23,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import api, edits, errors
-from .config import Settings
+from .config import ConfigurationError, Settings
 from .jobs import Jobs
+from .journal import Journal
 from .media import MediaStore, build_media_store, serve_media
 from .openai_wire import render_error
 from .pacing import Pacers
@@ -130,16 +132,46 @@ def routes() -> list[Route]:
     return table
 
 
+def open_journal(settings: Settings, wall: Callable[[], float]) -> Journal | None:
+    """The journal of paid tasks in SHIM_STATE_DIR (None when unset); an unusable directory stops start-up."""
+    if not settings.state_dir:
+        return None
+    try:
+        journal = Journal(
+            settings.state_dir, horizon=settings.max_task_seconds + settings.result_ttl_seconds, wall=wall
+        )
+    except OSError as exc:
+        raise ConfigurationError(
+            f"SHIM_STATE_DIR {settings.state_dir!r} is unusable (or another shim holds it): {exc}"
+        ) from None
+    recovered = journal.recovered()
+    log.info(
+        "journal %s: %d unfinished jobs recovered, %d unreadable lines skipped",
+        journal.path,
+        len(recovered),
+        journal.skipped,
+    )
+    return journal
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    wall: Callable[[], float] = time.time,
     providers: Mapping[str, ProviderFactory] | None = None,
 ) -> Starlette:
     """The shim as an ASGI app. Bad configuration raises ConfigurationError here, at start-up."""
     settings = settings or Settings()
+    if settings.state_dir:  # fail here, where the CLI reports it cleanly, rather than in the lifespan
+        try:
+            os.makedirs(settings.state_dir, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"SHIM_STATE_DIR {settings.state_dir!r} cannot be created: {exc}") from None
+        if not os.access(settings.state_dir, os.W_OK):
+            raise ConfigurationError(f"SHIM_STATE_DIR {settings.state_dir!r} is not writable")
     factories = dict(providers or builtin_providers())
     catalogs = {name: tuple(factory.catalog) for name, factory in factories.items()}
     configured = load_config(settings.config_file, catalogs) if settings.config_file else {}
@@ -172,15 +204,18 @@ def create_app(
                 )
                 for name, provider in built.items()
             }
+            media = build_media_store(settings, http=http)
+            journal = open_journal(settings, wall)  # last thing that may fail: the finally below closes it
             jobs = Jobs(
                 on_event=log_event,
                 providers=built,
                 pacers=pacers,
                 result_ttl=settings.result_ttl_seconds,
                 max_task_seconds=settings.max_task_seconds,
+                journal=journal,
                 clock=clock,
+                wall=wall,
             )
-            media = build_media_store(settings, http=http)
             app.state.shim = ShimState(settings, router, http, built, pacers, jobs, media)
             try:
                 yield
@@ -188,6 +223,8 @@ def create_app(
                 await jobs.aclose()
                 for pacer_set in pacers.values():
                     await pacer_set.aclose()
+                if journal is not None:
+                    journal.close()
 
     handlers: dict[Any, Any] = {
         errors.ShimError: error_response,

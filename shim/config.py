@@ -69,6 +69,7 @@ class Settings:
     s3_access_key: str | None = field(default=None, repr=False)
     s3_secret_key: str | None = field(default=None, repr=False)
     config_file: str | None = None
+    state_dir: str | None = None
     log_level: str = "info"
 
     @classmethod
@@ -109,6 +110,7 @@ class Settings:
             s3_access_key=text("SHIM_S3_ACCESS_KEY", None),
             s3_secret_key=text("SHIM_S3_SECRET_KEY", None),
             config_file=text("SHIM_CONFIG", None),
+            state_dir=text("SHIM_STATE_DIR", None),
             log_level=(text("SHIM_LOG_LEVEL", "info") or "info").lower(),
         )
 

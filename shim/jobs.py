@@ -3,6 +3,8 @@ retry attach to a job instead of paying again.
 
 A job runs detached from the HTTP request that started it: a client that disconnects or times out does
 not cancel the upstream task; its result waits (SHIM_RESULT_TTL_SECONDS) for a retry to collect it.
+With a `Journal` (SHIM_STATE_DIR), every submit is recorded around the call, so that after a restart a
+retry resumes the earlier process's job (waits for its tasks) instead of paying again.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from cachetools import TLRUCache
 
 from . import errors
+from .jobs_journal import JobJournal
+from .journal import Journal, RecoveredJob, Submitted
 from .pacing import Pacers
 from .providers import Provider, Submission
 from .types import ImageJob, Task
@@ -26,6 +31,12 @@ from .types import ImageJob, Task
 def credential_id(key: str) -> str:
     """A stable, non-reversible name for a credential: partitions caches, never logged as the key."""
     return hashlib.sha256(b"shim-credential:" + key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def idempotency_digest(credential: str, idempotency_key: str) -> str:
+    """The name under which an Idempotency-Key is kept (in memory and in the journal): never the header."""
+    raw = f"shim-idempotency:{credential}:{idempotency_key}"
+    return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def fingerprint(job: ImageJob) -> str:
@@ -57,6 +68,9 @@ class Job:
     handoff_until: float = 0.0
     submits: int = 0
     task_ids: list[str] = field(default_factory=list)
+    idempotency: str | None = None  # digest of the Idempotency-Key that started it
+    journaled: bool = False  # the journal holds records of this job (so it must be told it finished)
+    handoff_journaled: float = -math.inf  # wall time of the last `handed_off` record
 
     @property
     def done(self) -> bool:
@@ -85,12 +99,15 @@ class Jobs:
         result_ttl: float = 900.0,
         max_task_seconds: float = 3600.0,
         handoff_seconds: float = 120.0,
+        journal: Journal | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         on_event: Callable[[str, dict[str, object]], None] | None = None,
     ) -> None:
         self._providers = providers
         self._pacers = pacers
         self._clock = clock
+        self._wall = wall
         self._handoff = handoff_seconds
         self._emit = on_event or (lambda name, data: None)
         running_ttl = max_task_seconds + 600.0
@@ -105,6 +122,7 @@ class Jobs:
         )
         self._live: set[asyncio.Task[Outcome]] = set()
         self._in_flight: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._journal = JobJournal(journal, handoff_seconds=handoff_seconds, wall=wall)
 
     # --- finding or starting ------------------------------------------------------------------------
 
@@ -116,12 +134,16 @@ class Jobs:
         Attaches when: the same Idempotency-Key; or an SDK retry (retry_count >= 1) of a job still running
         or not yet delivered; or the same request inside the window in which the shim told a client to
         retry. Never across credentials. Anything else is a new intent: a new job, a new paid task.
+        A job recovered from the journal attaches by the same rules, when no live job does.
         """
         cred = credential_id(key)
         fp = fingerprint(spec)
         now = self._clock()
-        if idempotency_key:
-            found = self._by_idempotency.get((cred, idempotency_key))
+        idem = idempotency_digest(cred, idempotency_key) if idempotency_key else None
+        if idem:
+            found: Job | RecoveredJob | None = self._by_idempotency.get((cred, idem))
+            if found is None:
+                found = self._journal.by_idempotency(cred, idem)
             if found is not None:
                 if found.fingerprint != fp:
                     raise errors.InvalidRequest(
@@ -129,7 +151,9 @@ class Jobs:
                         param=None,
                         code="idempotency_key_reused",
                     )
-                return found, True
+                if isinstance(found, Job):
+                    return found, True
+                return self._start(spec, key, cred, fp, now, idem, resume=found), True
         eligible = [
             j
             for j in self._by_fingerprint.get((cred, fp), ())
@@ -138,22 +162,46 @@ class Jobs:
         if eligible:
             # Prefer a job nobody is waiting for (its client gave up), then the newest.
             return min(eligible, key=lambda j: (j.waiters, -j.created)), True
-        job = self._start(spec, key, cred, fp, now)
-        if idempotency_key:
-            self._by_idempotency[(cred, idempotency_key)] = job
-        return job, False
+        recovered = self._journal.matching(cred, fp, retry_count=retry_count)
+        if recovered is not None:
+            return self._start(spec, key, cred, fp, now, idem, resume=recovered), True
+        return self._start(spec, key, cred, fp, now, idem), False
 
-    def _start(self, spec: ImageJob, key: str, cred: str, fp: str, now: float) -> Job:
+    def _start(
+        self,
+        spec: ImageJob,
+        key: str,
+        cred: str,
+        fp: str,
+        now: float,
+        idem: str | None,
+        *,
+        resume: RecoveredJob | None = None,
+    ) -> Job:
+        """A new job, or (`resume`) the live continuation of a job an earlier process started."""
         provider = self._providers[spec.route.provider]
         submissions = provider.plan(spec)  # validation errors surface here, before any upstream call
         job = Job(id="job_" + secrets.token_hex(12), credential=cred, fingerprint=fp, spec=spec, created=now)
-        job.runner = asyncio.get_running_loop().create_task(self._run(job, provider, submissions, key))
+        job.idempotency = idem
+        earlier: Mapping[int, Submitted] = {}
+        if resume is not None:
+            self._journal.consume(resume)
+            job.id, job.journaled, earlier = resume.id, True, resume.submissions
+            job.idempotency = resume.idempotency or idem
+            if resume.idempotency:
+                self._by_idempotency[(cred, resume.idempotency)] = job
+        job.runner = asyncio.get_running_loop().create_task(self._run(job, provider, submissions, key, earlier))
         self._live.add(job.runner)
         job.runner.add_done_callback(lambda t: self._finished(job, t))
         bucket = self._by_fingerprint.get((cred, fp)) or []
         bucket.append(job)
         self._by_fingerprint[(cred, fp)] = bucket
-        self._emit("job_started", {"job": job.id, "model": spec.route.public_id, "n": spec.n})
+        if idem:
+            self._by_idempotency[(cred, idem)] = job
+        event = {"job": job.id, "model": spec.route.public_id, "n": spec.n}
+        if resume is not None:
+            event["resumed_tasks"] = ",".join(s.task for s in earlier.values() if s.task)
+        self._emit("job_resumed" if resume is not None else "job_started", event)
         return job
 
     def _finished(self, job: Job, runner: asyncio.Task[Outcome]) -> None:
@@ -165,6 +213,8 @@ class Jobs:
         # Reading the exception marks it retrieved: a failure is delivered to waiters, not logged as unhandled.
         failure = None if runner.cancelled() else runner.exception()
         outcome = "cancelled" if runner.cancelled() else "ok" if failure is None else "failed"
+        if failure is not None and job.submits == 0:
+            self._journal.finished(job)  # nothing to collect: a retry is a new attempt (as `attachable` says)
         self._emit(
             "job_finished",
             {
@@ -178,34 +228,61 @@ class Jobs:
 
     # --- running ------------------------------------------------------------------------------------
 
-    async def _run(self, job: Job, provider: Provider, submissions: list[Submission], key: str) -> Outcome:
+    async def _run(
+        self,
+        job: Job,
+        provider: Provider,
+        submissions: list[Submission],
+        key: str,
+        earlier: Mapping[int, Submitted],
+    ) -> Outcome:
         pacer = self._pacers[provider.name].get(provider.name, job.credential)
         limit = provider.max_in_flight
         slots = self._slots(provider.name, job.credential, limit) if limit else None
 
-        async def one(sub: Submission) -> tuple[Submission, Task]:
+        async def one(index: int, sub: Submission) -> tuple[Submission, Task]:
             try:
+                known = earlier.get(index)
+                if known is not None and known.task is None:
+                    raise errors.SubmitOutcomeUnknown(
+                        "The gateway restarted while submitting this image's task: it may exist upstream, so it "
+                        f"was not submitted again (job {job.id})."
+                    )
                 if slots is None:
-                    return await submit_and_wait(sub)
+                    return await submit_and_wait(index, sub, known)
                 async with slots:  # the upstream caps tasks in flight per key: never go over it
-                    return await submit_and_wait(sub)
+                    return await submit_and_wait(index, sub, known)
             except errors.ShimError as exc:
                 raise exc.redact(key) from None
 
-        async def submit_and_wait(sub: Submission) -> tuple[Submission, Task]:
-            task = await pacer.call(lambda: provider.submit(sub.body, key), kind="submit")
+        async def submit(index: int, sub: Submission) -> Task:
+            await self._journal.submitting(job, index)  # before the call: from here on, a task may exist
+            return await provider.submit(sub.body, key)
+
+        async def submit_and_wait(index: int, sub: Submission, known: Submitted | None) -> tuple[Submission, Task]:
+            submitted_at: float | None = None
+            if known is not None and known.task is not None:
+                # An earlier process paid for this one: wait for it, with its task cap counted from its submit.
+                task = Task(known.task, "processing")
+                submitted_at = self._clock() - max(0.0, self._wall() - known.at)
+            else:
+                task = await pacer.call(lambda: submit(index, sub), kind="submit")
+                await self._journal.submitted(job, index, task.id)
             job.submits += 1
             job.task_ids.append(task.id)
-            self._emit("task_submitted", {"job": job.id, "task": task.id})
+            self._emit("task_submitted" if known is None else "task_resumed", {"job": job.id, "task": task.id})
             task = await pacer.wait_for(
-                task, lambda task_id: provider.poll(task_id, key), latency_class=sub.latency_class
+                task,
+                lambda task_id: provider.poll(task_id, key),
+                latency_class=sub.latency_class,
+                submitted_at=submitted_at,
             )
             self._emit("task_finished", {"job": job.id, "task": task.id, "status": task.status})
             if task.status == "failed":
                 raise provider.failure(task)
             return sub, task
 
-        results = await asyncio.gather(*(one(s) for s in submissions), return_exceptions=True)
+        results = await asyncio.gather(*(one(i, s) for i, s in enumerate(submissions)), return_exceptions=True)
         done = tuple(r for r in results if isinstance(r, tuple))
         failures: list[errors.ShimError] = []
         for result in results:
@@ -240,11 +317,16 @@ class Jobs:
         return job.runner.result()
 
     def hand_off(self, job: Job) -> None:
-        """The shim told a client to retry this job: let the same request attach for a while."""
+        """The shim told a client to retry this job: let the same request attach for a while (also after a
+        restart: the journal notes it, at most once per half window)."""
         job.handoff_until = self._clock() + self._handoff
+        self._journal.handed_off(job)
 
     def mark_delivered(self, job: Job) -> None:
-        job.delivered = True
+        """A client has the result: nothing is left to collect (after a restart either)."""
+        if not job.delivered:
+            job.delivered = True
+            self._journal.finished(job)
 
     def live_jobs(self) -> int:
         return len(self._live)
