@@ -220,6 +220,7 @@ def create_app(
             try:
                 yield
             finally:
+                await jobs.settle_submits(timeout=min(settings.upstream_timeout, 10.0))
                 await jobs.aclose()
                 for pacer_set in pacers.values():
                     await pacer_set.aclose()

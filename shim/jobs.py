@@ -67,6 +67,7 @@ class Job:
     delivered: bool = False
     handoff_until: float = 0.0
     submits: int = 0
+    uncertain: bool = False  # a submit of this job ended with its outcome unknown
     task_ids: list[str] = field(default_factory=list)
     idempotency: str | None = None  # digest of the Idempotency-Key that started it
     journaled: bool = False  # the journal holds records of this job (so it must be told it finished)
@@ -77,15 +78,19 @@ class Job:
         return self.runner is not None and self.runner.done()
 
     @property
-    def attachable(self) -> bool:
-        """A retry may collect this job: its result is not delivered yet, and it is not a failure that
-        created no upstream task (nothing was paid, so a retry is a fresh, free attempt)."""
-        if self.delivered:
+    def nothing_paid(self) -> bool:
+        """The job failed having certainly created no upstream task: no submit got a task id, and none
+        ended with its outcome unknown. A retry of it is a fresh, free attempt."""
+        if not self.done or self.submits or self.uncertain:
             return False
-        if self.done and self.submits == 0:
-            assert self.runner is not None
-            return self.runner.cancelled() or self.runner.exception() is None
-        return True
+        assert self.runner is not None
+        return not self.runner.cancelled() and self.runner.exception() is not None
+
+    @property
+    def attachable(self) -> bool:
+        """A retry may collect this job: its result is not delivered yet, and it is not a failure that paid
+        for nothing."""
+        return not self.delivered and not self.nothing_paid
 
 
 class Jobs:
@@ -122,6 +127,7 @@ class Jobs:
         )
         self._live: set[asyncio.Task[Outcome]] = set()
         self._in_flight: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._submits_in_flight = 0
         self._journal = JobJournal(journal, handoff_seconds=handoff_seconds, wall=wall)
 
     # --- finding or starting ------------------------------------------------------------------------
@@ -213,7 +219,7 @@ class Jobs:
         # Reading the exception marks it retrieved: a failure is delivered to waiters, not logged as unhandled.
         failure = None if runner.cancelled() else runner.exception()
         outcome = "cancelled" if runner.cancelled() else "ok" if failure is None else "failed"
-        if failure is not None and job.submits == 0:
+        if job.nothing_paid:
             self._journal.finished(job)  # nothing to collect: a retry is a new attempt (as `attachable` says)
         self._emit(
             "job_finished",
@@ -257,7 +263,14 @@ class Jobs:
 
         async def submit(index: int, sub: Submission) -> Task:
             await self._journal.submitting(job, index)  # before the call: from here on, a task may exist
-            return await provider.submit(sub.body, key)
+            self._submits_in_flight += 1
+            try:
+                return await provider.submit(sub.body, key)
+            except errors.SubmitOutcomeUnknown:
+                job.uncertain = True  # a task may exist: this job must stay collectable, never resubmitted
+                raise
+            finally:
+                self._submits_in_flight -= 1
 
         async def submit_and_wait(index: int, sub: Submission, known: Submitted | None) -> tuple[Submission, Task]:
             submitted_at: float | None = None
@@ -331,9 +344,13 @@ class Jobs:
     def live_jobs(self) -> int:
         return len(self._live)
 
-    async def drain(self, timeout: float) -> None:
-        if self._live:
-            await asyncio.wait(set(self._live), timeout=timeout)
+    async def settle_submits(self, timeout: float, step: float = 0.05) -> None:
+        """Before shutting down, let submits already sent get their answer (a task id worth keeping),
+        so that a stop does not turn a paid task into an unknown one."""
+        waited = 0.0
+        while self._submits_in_flight and waited < timeout:
+            await asyncio.sleep(step)
+            waited += step
 
     async def aclose(self) -> None:
         for runner in list(self._live):

@@ -321,11 +321,22 @@ def test_idempotency_key_attaches_after_restart(settings, reapi_state, key) -> N
     assert reapi_state.counters(key)["submits"] == 1
 
 
-def test_restart_during_submit_is_never_resubmitted(settings, reapi_state, key) -> None:
-    """A restart while a submit awaits its answer: the retry is a 502 upstream_submit_unknown, one task only."""
-    payload = body("[submit_slow=1.0] answer lost in a deploy")
+def test_stop_waits_for_a_submit_in_flight(settings, reapi_state, key) -> None:
+    """A stop while a submit awaits its answer waits for the task id, so the retry after it gets the image."""
+    payload = body("[submit_slow=1.0] answer arrives during the stop")
     dropped_then_restarted(settings, payload, auth(key))
     with served(create_app(settings)) as second:
+        response = post(second, payload, auth(key, **{"x-stainless-retry-count": "1"}))
+    assert response.status_code == 200 and response.headers["x-shim-attached"] == "true"
+    assert reapi_state.counters(key)["submits"] == 1
+
+
+def test_restart_during_submit_is_never_resubmitted(settings, reapi_state, key) -> None:
+    """A submit still unanswered when the stop gives up on it: the retry is a 502 upstream_submit_unknown."""
+    impatient = settings.replace(upstream_timeout=1.0)  # the stop waits at most this long for a submit
+    payload = body("[submit_slow=3.0] answer lost in a deploy")
+    dropped_then_restarted(impatient, payload, auth(key))
+    with served(create_app(impatient)) as second:
         response = post(second, payload, auth(key, **{"x-stainless-retry-count": "1"}))
     assert response.status_code == 502 and response.headers["x-should-retry"] == "false"
     assert response.json()["error"]["code"] == "upstream_submit_unknown"

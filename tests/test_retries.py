@@ -221,6 +221,15 @@ def test_submit_without_answer_is_never_resubmitted(sdk, impatient_shim, reapi_s
     assert caught.value.code == "upstream_submit_unknown"
     time.sleep(0.2)
     assert submits(reapi_state, key) == 1
+    # Even a client that retries anyway (retry count 1) collects the same answer: no second submit.
+    again = httpx.post(
+        impatient_shim.url + "/v1/images/generations",
+        json={"model": "dall-e-2", "prompt": "[submit_slow=1.5] lost answer"},
+        headers=auth(key, **{"x-stainless-retry-count": "1"}),
+        timeout=10,
+    )
+    assert again.status_code == 502 and again.headers["x-shim-attached"] == "true"
+    assert submits(reapi_state, key) == 1
 
 
 def test_submit_500_is_not_retried(sdk, shim_server, reapi_state, key) -> None:
