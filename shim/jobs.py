@@ -259,6 +259,8 @@ class Jobs:
                 async with slots:  # the upstream caps tasks in flight per key: never go over it
                     return await submit_and_wait(index, sub, known)
             except errors.ShimError as exc:
+                if isinstance(exc, errors.SubmitOutcomeUnknown):
+                    job.uncertain = True  # a task may exist: the job stays collectable, never resubmitted
                 raise exc.redact(key) from None
 
         async def submit(index: int, sub: Submission) -> Task:
@@ -266,9 +268,6 @@ class Jobs:
             self._submits_in_flight += 1
             try:
                 return await provider.submit(sub.body, key)
-            except errors.SubmitOutcomeUnknown:
-                job.uncertain = True  # a task may exist: this job must stay collectable, never resubmitted
-                raise
             finally:
                 self._submits_in_flight -= 1
 

@@ -338,8 +338,10 @@ def test_restart_during_submit_is_never_resubmitted(settings, reapi_state, key) 
     dropped_then_restarted(impatient, payload, auth(key))
     with served(create_app(impatient)) as second:
         response = post(second, payload, auth(key, **{"x-stainless-retry-count": "1"}))
+        again = post(second, payload, auth(key, **{"x-stainless-retry-count": "2"}))
     assert response.status_code == 502 and response.headers["x-should-retry"] == "false"
     assert response.json()["error"]["code"] == "upstream_submit_unknown"
+    assert again.status_code == 502 and again.headers["x-shim-attached"] == "true"  # the same answer, not a resubmit
     assert reapi_state.counters(key)["submits"] == 1
 
 
