@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 from .errors import (
     ShuttingDown,
     TaskTimeout,
-    UpstreamError,
     UpstreamRateLimited,
     UpstreamTransient,
     UpstreamUnavailable,
@@ -48,7 +47,7 @@ class Pacer:
         latency_scale: float = 1.0,
         priors: Mapping[str, LatencyPrior] | None = None,
         max_task_seconds: float = 3600,
-        max_poll_failures: int = 5,
+        max_poll_backoff: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         learner: LatencyLearner | None = None,
@@ -62,8 +61,8 @@ class Pacer:
         """`margin` widens the window against arrival jitter. `min_poll_interval` (unscaled, like the priors)
         is the closest two polls of one task may come. A poll's price is `price_factor` x (tasks + queued
         calls) / budget per second; a queued call's wait counts `submit_weight` against a due poll."""
-        if latency_scale <= 0 or max_task_seconds <= 0 or max_poll_failures < 1 or max_rate_limit_wait < 0:
-            raise ValueError("need latency_scale > 0, max_task_seconds > 0, max_poll_failures >= 1")
+        if latency_scale <= 0 or max_task_seconds <= 0 or max_poll_backoff <= 0 or max_rate_limit_wait < 0:
+            raise ValueError("need latency_scale > 0, max_task_seconds > 0, max_poll_backoff > 0")
         if min(min_poll_interval, poll_retry_backoff, price_factor, submit_weight) < 0:
             raise ValueError("poll intervals, price_factor and submit_weight must not be negative")
         self._budget = SlidingWindow.for_rate(rate, window, margin)
@@ -79,7 +78,7 @@ class Pacer:
         )
         self._queue = SlotQueue(self._planner, submit_weight=submit_weight)
         self._max_task_seconds = max_task_seconds
-        self._max_poll_failures = max_poll_failures
+        self._max_poll_backoff = max_poll_backoff
         self._max_rate_limit_wait = max_rate_limit_wait
         self._retry_backoff = poll_retry_backoff
         self._clock = clock
@@ -125,8 +124,10 @@ class Pacer:
     ) -> Task:
         """Poll task.id through the budget until terminal; returns the terminal Task (completed or failed).
 
-        Raises TaskTimeout `max_task_seconds` after submit, UpstreamError after `max_poll_failures`
-        transient failures in a row, UpstreamUnavailable when 429s outlast `max_rate_limit_wait`.
+        A task the upstream accepted is never abandoned while its cap lasts: transient poll failures
+        (network, timeouts, 5xx, unreadable answers) back off (doubling up to `max_poll_backoff`) and poll
+        again, and 429s pause the key for as long as the upstream asks. Raises TaskTimeout
+        `max_task_seconds` after submit; any other error of `poll` (a terminal upstream answer) propagates.
         """
         if task.terminal:
             return task
@@ -169,7 +170,6 @@ class Pacer:
 
     async def _follow(self, watch: Watch, poll: Callable[[str], Awaitable[Task]]) -> Task:
         failures = 0
-        limited_since: float | None = None
         watch.due = self._planner.plan(watch)
         while True:
             if self._clock() >= watch.deadline:
@@ -183,19 +183,16 @@ class Pacer:
             try:
                 result = await poll(watch.task_id)
             except UpstreamRateLimited as exc:
-                limited_since = self._rate_limited(exc, limited_since)
+                self._rate_limited(exc, None, bounded=False)  # a paid task: wait as long as asked
                 watch.adaptive = False  # same due: back near the head of the polls
                 continue
-            except UpstreamTransient as exc:
+            except UpstreamTransient:
                 failures += 1
                 self._counts["transient_failures"] += 1
-                if failures >= self._max_poll_failures:
-                    message = f"polling task {watch.task_id} failed {failures} times in a row: {exc}"
-                    raise UpstreamError(message) from exc
-                backoff = min(self._retry_backoff * 2 ** (failures - 1), 10.0)
+                backoff = min(self._retry_backoff * 2 ** min(failures - 1, 32), self._max_poll_backoff)
                 watch.due, watch.adaptive = min(self._clock() + backoff, watch.deadline), False
                 continue
-            failures, limited_since = 0, None
+            failures = 0
             watch.polls += 1
             if result.terminal:
                 self._counts["completed" if result.status == "completed" else "failed"] += 1
@@ -211,14 +208,15 @@ class Pacer:
         self._counts["timeouts"] += 1
         return TaskTimeout(f"task {watch.task_id} still processing after {self._max_task_seconds:g}s")
 
-    def _rate_limited(self, exc: UpstreamRateLimited, since: float | None) -> float:
-        """Pause the whole key; raise UpstreamUnavailable when waiting on would pass the bound."""
+    def _rate_limited(self, exc: UpstreamRateLimited, since: float | None, *, bounded: bool = True) -> float:
+        """Pause the whole key; when `bounded`, raise UpstreamUnavailable once waiting on would pass the bound
+        (a submit: nothing was created, so the client may hear about it)."""
         now = self._clock()
         since = now if since is None else since
         counter = exc.reason if exc.reason in ("rate_limited", "too_many_tasks") else "unreachable"
         self._counts[counter] += 1
         wait = max(exc.retry_after, 0.1)
-        if now + wait - since > self._max_rate_limit_wait:
+        if bounded and now + wait - since > self._max_rate_limit_wait:
             message = f"the upstream kept refusing this key for {now - since:.0f}s ({exc})"
             raise UpstreamUnavailable(message, retry_after=wait) from exc
         if exc.reason == "rate_limited":

@@ -20,7 +20,6 @@ import pytest
 from shim.errors import (
     ShuttingDown,
     TaskTimeout,
-    UpstreamError,
     UpstreamRateLimited,
     UpstreamTransient,
     UpstreamUnavailable,
@@ -442,25 +441,46 @@ def test_transient_poll_failures_are_retried() -> None:
     assert (stats["transient_failures"], stats["polls"]) == (3, 4)
 
 
-def test_transient_poll_failures_are_bounded() -> None:
-    """After max_poll_failures failures in a row, wait_for raises UpstreamError carrying the last failure."""
+def test_transient_poll_failures_never_abandon_the_task() -> None:
+    """Forty failed polls in a row (minutes of outage) only back off: the next good poll completes the task."""
 
-    async def main() -> int:
-        p = pacer(latency_scale=0.1, max_poll_failures=4)
-        calls = 0
+    async def main() -> tuple[Task, list[float]]:
+        p = pacer(latency_scale=0.1, max_poll_backoff=8)
+        times: list[float] = []
 
         async def poll(task_id: str) -> Task:
-            nonlocal calls
-            calls += 1
-            raise UpstreamTransient(f"failure {calls}")
+            times.append(now())
+            if len(times) <= 40:
+                raise UpstreamTransient(f"failure {len(times)}")
+            return Task(task_id, "completed")
 
-        with pytest.raises(UpstreamError) as caught:
-            await p.wait_for(Task("t", "processing"), poll, latency_class="low")
-        assert "failure 4" in str(caught.value) and isinstance(caught.value.__cause__, UpstreamTransient)
+        result = await p.wait_for(Task("t", "processing"), poll, latency_class="low")
         await p.aclose()
-        return calls
+        return result, times
 
-    assert run(main()) == 4
+    result, times = run(main())
+    assert result.status == "completed" and len(times) == 41
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert max(gaps) == pytest.approx(8, abs=0.2)  # the backoff doubles up to its cap, and stays there
+    assert gaps[1] < gaps[3] < gaps[6]
+
+
+def test_failing_polls_end_only_at_the_task_cap() -> None:
+    """A poll that never succeeds (5xx or 429 forever) ends in TaskTimeout at the cap, not earlier."""
+
+    async def main(failure: Exception) -> float:
+        p = pacer(max_task_seconds=600)
+
+        async def poll(task_id: str) -> Task:
+            raise failure
+
+        with pytest.raises(TaskTimeout, match="task_down"):
+            await p.wait_for(Task("task_down", "processing"), poll, latency_class="low")
+        await p.aclose()
+        return now()
+
+    assert run(main(UpstreamTransient("502 Bad Gateway"))) == pytest.approx(600, abs=1)
+    assert run(main(UpstreamRateLimited(25.0))) == pytest.approx(600, abs=26)
 
 
 def test_task_cap_raises_timeout_naming_the_task() -> None:
