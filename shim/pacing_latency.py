@@ -49,7 +49,8 @@ def documented_cadence(elapsed: float) -> float:
     """The documented gap between polls (unscaled): 3-5 s for three minutes, then 10 s backing off to 30 s."""
     if elapsed < 180:
         return 4.0
-    growth: float = 1.5 ** ((elapsed - 180) / 60)  # typeshed types float ** float as Any (it may be complex)
+    # The exponent is capped (3 already reaches the 30 s cap): an unbounded one overflows on long tasks.
+    growth: float = 1.5 ** min((elapsed - 180) / 60, 3.0)  # typeshed types float ** float as Any
     return min(30.0, 10.0 * growth)
 
 

@@ -719,3 +719,12 @@ def test_simulation_five_tasks_polls_often() -> None:
     print(f"5 tasks: {outcome}")
     assert outcome.refused == 0
     assert outcome.delay_p50 <= 0.5
+
+
+def test_documented_cadence_is_capped_for_any_age() -> None:
+    """The documented back-off reaches its 30 s cap and stays there, even for ages that would overflow."""
+    from shim.pacing_latency import documented_cadence
+
+    assert documented_cadence(10) == 4.0
+    assert documented_cadence(180) == 10.0
+    assert documented_cadence(1e9) == 30.0
