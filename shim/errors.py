@@ -11,6 +11,8 @@
     ├── RetryLater                 503 + Retry-After + x-should-retry: true (the hold budget ran out)
     ├── ShuttingDown               503 (draining)
     ├── MediaStoreFull             503, x-should-retry: true (the upload store is at its cap)
+    ├── UploadQuotaExceeded        429, x-should-retry: true (this key's share of the upload store is used)
+    ├── RequestTimeout             408 (the client sent its body too slowly)
     └── UpstreamError              502 upstream_error
         ├── TaskFailed             502 (provider failure) or 504 (provider timeout), names the task
         ├── SubmitOutcomeUnknown   502, x-should-retry: false: a task may exist, never resubmit
@@ -124,6 +126,21 @@ class MediaStoreFull(ShimError):
     should_retry = True
 
 
+class UploadQuotaExceeded(ShimError):
+    """This credential's live uploads fill its share of the media store: retry once its jobs finish."""
+
+    status = 429
+    type = "requests"
+    code = "upload_quota_exceeded"
+    should_retry = True
+
+
+class RequestTimeout(ShimError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class UpstreamError(ShimError):
     status = 502
     type = "server_error"
@@ -164,4 +181,13 @@ class UpstreamRateLimited(Exception):
 
 
 class UpstreamTransient(Exception):
-    """A failure of a call that is safe to repeat (a poll): network error, timeout, 5xx."""
+    """A failure of a call that is safe to repeat (a poll): network error, timeout, 5xx, an unreadable answer.
+
+    `final`: the error to give up with once the same answer came `patience` times in a row (an upstream that
+    keeps saying "completed" with no result); None: retry until the task's cap.
+    """
+
+    def __init__(self, message: str, *, final: ShimError | None = None, patience: int = 3) -> None:
+        super().__init__(message)
+        self.final = final
+        self.patience = patience

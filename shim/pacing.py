@@ -169,7 +169,7 @@ class Pacer:
     # --- following one task ----------------------------------------------------------------------------
 
     async def _follow(self, watch: Watch, poll: Callable[[str], Awaitable[Task]]) -> Task:
-        failures = 0
+        failures = strikes = 0
         watch.due = self._planner.plan(watch)
         while True:
             if self._clock() >= watch.deadline:
@@ -186,13 +186,16 @@ class Pacer:
                 self._rate_limited(exc, None, bounded=False)  # a paid task: wait as long as asked
                 watch.adaptive = False  # same due: back near the head of the polls
                 continue
-            except UpstreamTransient:
+            except UpstreamTransient as exc:
                 failures += 1
+                strikes = strikes + 1 if exc.final is not None else 0
+                if exc.final is not None and strikes >= exc.patience:
+                    raise exc.final from exc  # the same answer, again and again: the upstream means it
                 self._counts["transient_failures"] += 1
                 backoff = min(self._retry_backoff * 2 ** min(failures - 1, 32), self._max_poll_backoff)
                 watch.due, watch.adaptive = min(self._clock() + backoff, watch.deadline), False
                 continue
-            failures = 0
+            failures = strikes = 0
             watch.polls += 1
             if result.terminal:
                 self._counts["completed" if result.status == "completed" else "failed"] += 1

@@ -82,7 +82,8 @@ def test_plan_mask_on_cheap_channel_names_a_model_that_has_it() -> None:
 def test_parse_task_completed() -> None:
     """A completed envelope becomes a terminal Task with its image URLs."""
     task = codec.parse_task(
-        {"id": "task_1", "status": "completed", "output": {"image_urls": ["https://c/0.png"]}, "error": None}
+        {"id": "task_1", "status": "completed", "output": {"image_urls": ["https://c/0.png"]}, "error": None},
+        "task_1",
     )
     assert task == Task(id="task_1", status="completed", image_urls=("https://c/0.png",))
 
@@ -90,7 +91,7 @@ def test_parse_task_completed() -> None:
 def test_parse_task_failed() -> None:
     """A failed envelope keeps the upstream code and message."""
     task = codec.parse_task(
-        {"id": "t", "status": "failed", "output": None, "error": {"code": 80002, "message": "timeout"}}
+        {"id": "t", "status": "failed", "output": None, "error": {"code": 80002, "message": "timeout"}}, "t"
     )
     assert (task.status, task.error_code, task.error_message) == ("failed", "80002", "timeout")
 
@@ -136,14 +137,53 @@ def test_map_error(status, code, message, expected, param) -> None:
 
 
 @pytest.mark.parametrize(
-    ("urls", "status", "expected"),
+    ("urls", "expected"),
     [
-        pytest.param([None, 123], "failed", (), id="no-string-urls"),
-        pytest.param("https://c/0.png", "completed", ("https://c/0.png",), id="lone-string"),
-        pytest.param(["https://c/0.png", None], "completed", ("https://c/0.png",), id="mixed"),
+        pytest.param("https://c/0.png", ("https://c/0.png",), id="lone-string"),
+        pytest.param(["https://c/0.png", None], ("https://c/0.png",), id="mixed"),
+        pytest.param(
+            ["javascript:alert(1)", "file:///etc/passwd", "https://c/1.png"], ("https://c/1.png",), id="schemes"
+        ),
+        pytest.param(
+            ["https://c/a\r\nSet-Cookie: x", "https://c/\u00e9.png", "https://c/2.png"],
+            ("https://c/2.png",),
+            id="header-breaking",
+        ),
     ],
 )
-def test_parse_task_tolerates_malformed_urls(urls, status, expected) -> None:
-    """A completed envelope without usable URL strings is a failure, and a lone string is one URL."""
-    task = codec.parse_task({"id": "t", "status": "completed", "output": {"image_urls": urls}})
-    assert (task.status, task.image_urls) == (status, expected)
+def test_parse_task_keeps_only_usable_urls(urls, expected) -> None:
+    """Only http(s) URLs of visible ASCII are result URLs; a lone string is one URL."""
+    task = codec.parse_task({"id": "t", "status": "completed", "output": {"image_urls": urls}}, "t")
+    assert (task.status, task.image_urls) == ("completed", expected)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param({"status": "completed", "output": {"image_urls": [None, 123]}}, id="completed-no-urls"),
+        pytest.param({"status": "completed", "output": None}, id="completed-null-output"),
+        pytest.param({"status": "succeeded"}, id="unknown-status"),
+        pytest.param({"status": ["x"]}, id="status-not-a-string"),
+    ],
+)
+def test_unclear_answers_are_polled_again_not_failed(payload) -> None:
+    """An undocumented status or a completion without a usable URL is not a (refunded) failure: poll again."""
+    with pytest.raises(errors.UpstreamTransient) as caught:
+        codec.parse_task({"id": "t", **payload}, "t")
+    completed = payload["status"] == "completed"
+    assert (caught.value.final is not None) is completed
+    if completed:
+        assert "refunded" not in caught.value.final.message and "may have been charged" in caught.value.final.message
+
+
+def test_unknown_status_with_urls_is_a_completion() -> None:
+    """'succeeded' with result URLs delivers the paid images (never 'failed, credits refunded')."""
+    task = codec.parse_task({"id": "x", "status": "succeeded", "output": {"image_urls": ["https://c/0.png"]}}, "t9")
+    assert task == Task("t9", "completed", ("https://c/0.png",))
+
+
+@pytest.mark.parametrize("bad_id", [None, "", True, ["t"], "t" * 1025])
+def test_submit_with_unusable_id_is_outcome_unknown(bad_id) -> None:
+    """A submit answer whose id cannot be polled leaves the outcome unknown (never resubmitted)."""
+    with pytest.raises(errors.SubmitOutcomeUnknown):
+        codec.parse_submitted({"id": bad_id, "status": "processing"})

@@ -313,25 +313,27 @@ def test_plan_rejects(fields, param) -> None:
             id="failed",
         ),
         pytest.param(
-            {"task_id": "abc123", "status": "SUCCESS", "response": {"resultUrls": []}},
-            Task("abc123", "failed", error_code="GENERATION_FAILED", error_message="SUCCESS without resultUrls"),
-            id="success-without-urls",
-        ),
-        pytest.param(
             {
                 "task_id": "abc123",
                 "status": "SUCCESS",
                 "consumed_credits": True,
-                "response": {"resultUrls": ["u"]},
+                "response": {"resultUrls": ["https://c/u.png"]},
             },
-            Task("abc123", "completed", ("u",)),
+            Task("abc123", "completed", ("https://c/u.png",)),
             id="credits-not-a-number",
         ),
     ],
 )
 def test_parse_task(data, expected) -> None:
     """A generate or status `data` object becomes the whole provider-neutral Task."""
-    assert codec.parse_task(data) == expected
+    assert codec.parse_task(data, "abc123") == expected
+
+
+def test_success_without_urls_is_polled_again() -> None:
+    """SUCCESS with no usable URL is re-polled, and given up (without a refund claim) only if it persists."""
+    with pytest.raises(errors.UpstreamTransient) as caught:
+        codec.parse_task({"task_id": "abc123", "status": "SUCCESS", "response": {"resultUrls": []}}, "abc123")
+    assert caught.value.final is not None and "not charged" not in caught.value.final.message
 
 
 @pytest.mark.parametrize(

@@ -112,10 +112,30 @@ def builtin_providers() -> dict[str, ProviderFactory]:
     return registry
 
 
+#: Result URLs longer than this are not URLs we hand to a client.
+MAX_URL_LENGTH = 4096
+#: An upstream task id longer than this cannot be ours to poll.
+MAX_TASK_ID = 1024
+
+
 def url_strings(value: object) -> tuple[str, ...]:
-    """The URL strings of a foreign payload's list (a lone string counts as one; anything else is dropped)."""
-    if isinstance(value, str):
-        return (value,) if value else ()
-    if isinstance(value, list | tuple):
-        return tuple(u for u in value if isinstance(u, str) and u)
-    return ()
+    """The usable result URLs of a foreign payload's list (a lone string counts as one): http(s) URLs of
+    visible ASCII with a host, at most MAX_URL_LENGTH long. Anything else is dropped: a client must never be
+    handed a `javascript:` or `file:` URL, or a header-breaking one, as its image."""
+    items = [value] if isinstance(value, str) else list(value) if isinstance(value, list | tuple) else []
+    return tuple(u for u in items if isinstance(u, str) and _usable_url(u))
+
+
+def _usable_url(url: str) -> bool:
+    if not 0 < len(url) <= MAX_URL_LENGTH or not url.isascii() or not url.isprintable() or " " in url:
+        return False
+    scheme, sep, rest = url.partition("://")
+    return bool(sep) and scheme.lower() in ("http", "https") and bool(rest.split("/", 1)[0])
+
+
+def task_id_of(value: object) -> str | None:
+    """An upstream's task id as we keep it (a string of at most MAX_TASK_ID characters), or None."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    return text if 0 < len(text) <= MAX_TASK_ID else None

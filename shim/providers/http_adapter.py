@@ -1,18 +1,36 @@
-"""What every HTTP upstream adapter shares: its settings, and the two ways a call can fail in transit.
+"""What every HTTP upstream adapter shares: its settings, and the one way its calls are made and fail.
 
-A submit that certainly never left is safe to send again (it is re-queued through the budget); one that
-may have reached the upstream is never resent. A poll is always safe to repeat.
+An upstream's answer is untrusted: it is read with a byte cap and a total deadline. A submit that certainly
+never left is safe to send again (it is re-queued through the budget); one that may have reached the
+upstream is never resent (SubmitOutcomeUnknown). A poll is always safe to repeat (UpstreamTransient).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import httpx
 
 from .. import errors
 from . import ProviderContext
 from .transport import NOT_SENT, describe
+
+#: The most an API answer (not a result image) may weigh: a task envelope is a few hundred bytes.
+MAX_ANSWER_BYTES = 1 << 20
+CallKind = Literal["submit", "poll"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An upstream API answer: status, headers, and the JSON body (None when it had none)."""
+
+    status: int
+    headers: httpx.Headers
+    payload: object
 
 
 class HttpAdapter:
@@ -31,24 +49,58 @@ class HttpAdapter:
     def _auth(key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
-    @staticmethod
-    async def _submitting(call: Awaitable[httpx.Response]) -> httpx.Response:
+    async def _call(
+        self,
+        kind: CallKind,
+        method: str,
+        path: str,
+        key: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """One API call, read with MAX_ANSWER_BYTES and `timeout` seconds in all; transit failures translated
+        for `kind` (see the module docstring)."""
         try:
-            return await call
+            async with asyncio.timeout(self._timeout):
+                return await self._send(method, path, key, body, params)
         except NOT_SENT as exc:
-            raise errors.UpstreamRateLimited(1.0, reason=f"unreachable ({describe(exc)})") from exc
-        except httpx.HTTPError as exc:
+            if kind == "submit":
+                raise errors.UpstreamRateLimited(1.0, reason=f"unreachable ({describe(exc)})") from exc
+            raise errors.UpstreamTransient(describe(exc)) from exc
+        except (httpx.HTTPError, TimeoutError, _TooLarge) as exc:
+            detail = f"no answer within {self._timeout:g}s" if isinstance(exc, TimeoutError) else describe(exc)
+            if kind == "poll":
+                raise errors.UpstreamTransient(detail) from exc
             raise errors.SubmitOutcomeUnknown(
-                f"The upstream did not answer the submit ({describe(exc)}). A task may have been created and "
+                f"The upstream did not answer the submit ({detail}). A task may have been created and "
                 "charged, so the shim does not resubmit it; check the upstream dashboard before retrying."
             ) from exc
 
-    @staticmethod
-    async def _polling(call: Awaitable[httpx.Response]) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, key: str, body: Mapping[str, Any] | None, params: Mapping[str, str] | None
+    ) -> Reply:
+        request = self._http.build_request(
+            method,
+            self._base + path,
+            json=None if body is None else dict(body),
+            params=params,
+            headers=self._auth(key),
+            timeout=self._timeout,
+        )
+        response = await self._http.send(request, stream=True)
         try:
-            return await call
-        except httpx.HTTPError as exc:
-            raise errors.UpstreamTransient(describe(exc)) from exc
+            declared = response.headers.get("content-length", "")
+            if declared.isascii() and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+                raise _TooLarge(f"an answer of {declared} bytes")
+            data = bytearray()
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > MAX_ANSWER_BYTES:
+                    raise _TooLarge(f"an answer over {MAX_ANSWER_BYTES} bytes")
+        finally:
+            await response.aclose()
+        return Reply(response.status_code, response.headers, _json(bytes(data)))
 
     @staticmethod
     def _unknown_submit(status: int, detail: object) -> errors.SubmitOutcomeUnknown:
@@ -57,3 +109,15 @@ class HttpAdapter:
             f"The upstream answered the submit with HTTP {status} ({detail}). A task may have been created, "
             "so the shim does not resubmit it."
         )
+
+
+class _TooLarge(Exception):
+    """An upstream answer over MAX_ANSWER_BYTES (read no further)."""
+
+
+def _json(data: bytes) -> object:
+    """The body's JSON, or None when it is not JSON (an HTML error page from a proxy, say)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from .. import errors
 from ..types import Task
 from . import reapi_codec as codec
 from .http_adapter import HttpAdapter
-from .transport import json_or_none, retry_after_seconds
+from .transport import retry_after_seconds
 
 
 class ReapiProvider(HttpAdapter):
@@ -21,24 +22,17 @@ class ReapiProvider(HttpAdapter):
     failure = staticmethod(codec.task_failure)
 
     async def submit(self, body: Mapping[str, Any], key: str) -> Task:
-        response = await self._submitting(
-            self._http.post(
-                f"{self._base}/images/generations", json=dict(body), headers=self._auth(key), timeout=self._timeout
-            )
-        )
-        payload = json_or_none(response)
-        if response.status_code == 200 and isinstance(payload, Mapping) and payload.get("id"):
-            return codec.parse_task(payload)
-        error = codec.map_error(response.status_code, payload, retry_after_seconds(response.headers))
+        reply = await self._call("submit", "POST", "/images/generations", key, body=body)
+        if reply.status == 200 and isinstance(reply.payload, Mapping) and reply.payload.get("id"):
+            return codec.parse_submitted(reply.payload)
+        error = codec.map_error(reply.status, reply.payload, retry_after_seconds(reply.headers))
         if isinstance(error, errors.UpstreamTransient):
-            raise self._unknown_submit(response.status_code, error)
+            raise self._unknown_submit(reply.status, error)
         raise error
 
     async def poll(self, task_id: str, key: str) -> Task:
-        response = await self._polling(
-            self._http.get(f"{self._base}/tasks/{task_id}", headers=self._auth(key), timeout=self._timeout)
-        )
-        payload = json_or_none(response)
-        if response.status_code == 200 and isinstance(payload, Mapping):
-            return codec.parse_task(payload)
-        raise codec.map_error(response.status_code, payload, retry_after_seconds(response.headers))
+        # The id is the upstream's: quoted, so that no character of it can change the request line.
+        reply = await self._call("poll", "GET", f"/tasks/{quote(task_id, safe='')}", key)
+        if reply.status == 200 and isinstance(reply.payload, Mapping):
+            return codec.parse_task(reply.payload, task_id)
+        raise codec.map_error(reply.status, reply.payload, retry_after_seconds(reply.headers))

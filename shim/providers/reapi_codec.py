@@ -11,8 +11,9 @@ from typing import Any
 from .. import errors
 from ..pacing import LatencyPrior
 from ..sizes import nearest_ratio, parse_pixels
-from ..types import ImageJob, Task, TaskStatus
-from . import ModelSpec, Submission, url_strings
+from ..types import ImageJob, Task
+from ..untrusted import printable
+from . import ModelSpec, Submission, task_id_of, url_strings
 
 OFFICIAL = "gpt-image-2-official"
 CATALOG: dict[str, ModelSpec] = {
@@ -171,28 +172,56 @@ def plan(job: ImageJob) -> list[Submission]:
     return submissions
 
 
-def parse_task(payload: Mapping[str, Any]) -> Task:
-    """A reAPI task envelope -> Task."""
+#: Statuses the documents do not name but that plainly mean "still running".
+_RUNNING = frozenset({"processing", "pending", "queued", "running", "in_progress"})
+
+
+def parse_submitted(payload: Mapping[str, Any]) -> Task:
+    """A submit's answer -> Task. An id we cannot keep means we cannot know the task: its outcome is unknown."""
+    task_id = task_id_of(payload.get("id"))
+    if task_id is None:
+        raise errors.SubmitOutcomeUnknown(
+            "The upstream accepted the submit but answered with an unusable task id; a task may have been "
+            "created and charged, so the shim does not resubmit it."
+        )
+    return parse_task(payload, task_id)
+
+
+def parse_task(payload: Mapping[str, Any], task_id: str) -> Task:
+    """A reAPI task envelope -> Task (named `task_id`, whatever id the answer carries).
+
+    Documented statuses: processing, completed (output filled), failed (error filled, already refunded). An
+    undocumented status is not a failure: with result URLs it is a completion (the images are paid for),
+    without them the poll is repeated (UpstreamTransient). So is "completed" with no usable URL, until it
+    has been said three times in a row.
+    """
     raw_status = payload.get("status")
-    status: TaskStatus
-    if raw_status in ("processing", "completed", "failed"):
-        status = raw_status
-    else:
-        status = "processing" if raw_status in ("pending", "queued", "running", None) else "failed"
-    output = payload.get("output") or {}
+    output = payload.get("output")
     urls = url_strings(output.get("image_urls")) if isinstance(output, Mapping) else ()
-    error = payload.get("error") or {}
-    code = error.get("code") if isinstance(error, Mapping) else None
-    message = error.get("message") if isinstance(error, Mapping) else None
-    if status == "completed" and not urls:
-        status, code, message = "failed", code or "80003", message or "completed without image_urls"
-    return Task(
-        id=str(payload.get("id", "")),
-        status=status,
-        image_urls=urls,
-        error_code=None if code is None else str(code),
-        error_message=None if message is None else str(message),
-    )
+    status = raw_status if isinstance(raw_status, str) else ""
+    if status in _RUNNING or raw_status is None:
+        return Task(task_id, "processing")
+    if status == "failed":
+        error = payload.get("error")
+        error = error if isinstance(error, Mapping) else {}
+        code, message = error.get("code"), error.get("message")
+        return Task(
+            task_id,
+            "failed",
+            error_code=None if code is None else printable(code, 40),
+            error_message=None if message is None else printable(message, 500),
+        )
+    if urls:
+        return Task(task_id, "completed", image_urls=urls)
+    if status == "completed":
+        raise errors.UpstreamTransient(
+            "completed without image_urls",
+            final=errors.UpstreamError(
+                f"The upstream reports task {printable(task_id, 100)} completed but gives no usable image URL; "
+                "it may have been charged: check the upstream dashboard."
+            ),
+        )
+    raise errors.UpstreamTransient(f"unknown task status {printable(raw_status, 40)!r}")
 
 
 def task_failure(task: Task) -> errors.ShimError:
@@ -226,8 +255,9 @@ def map_error(status: int, payload: object, retry_after: float) -> Exception:
     error = error if isinstance(error, Mapping) else {}
     raw_code = error.get("code")
     code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else 0
-    message = str(error.get("message") or f"HTTP {status}")[:500]
-    request_id = error.get("request_id") if isinstance(error.get("request_id"), str) else None
+    message = printable(error.get("message") or f"HTTP {status}", 500)
+    raw_request_id = error.get("request_id")
+    request_id = printable(raw_request_id, 100) if isinstance(raw_request_id, str) and raw_request_id else None
     kind = code // 10000 if code else 0
     upstream = f"reAPI {code or status}: {message}"
     if code == 50001 or status == 429:

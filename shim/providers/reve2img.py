@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from .. import errors
 from ..types import Task
 from . import reve2img_codec as codec
-from .http_adapter import HttpAdapter
-from .transport import json_or_none, retry_after_seconds
+from .http_adapter import HttpAdapter, Reply
+from .transport import retry_after_seconds
 
 
 class Reve2imgProvider(HttpAdapter):
@@ -23,35 +21,29 @@ class Reve2imgProvider(HttpAdapter):
     failure = staticmethod(codec.task_failure)
 
     async def submit(self, body: Mapping[str, Any], key: str) -> Task:
-        response = await self._submitting(
-            self._http.post(f"{self._base}/generate", json=dict(body), headers=self._auth(key), timeout=self._timeout)
-        )
-        data = _data(response)
+        reply = await self._call("submit", "POST", "/generate", key, body=body)
+        data = _data(reply)
         if data is not None and data.get("task_id"):
-            return codec.parse_task(data)
-        retry_after = retry_after_seconds(response.headers, 2.0)
-        error = codec.map_error(response.status_code, json_or_none(response), retry_after, submitting=True)
+            return codec.parse_submitted(data)
+        retry_after = retry_after_seconds(reply.headers, 2.0)
+        error = codec.map_error(reply.status, reply.payload, retry_after, submitting=True)
         if isinstance(error, errors.UpstreamTransient):
-            raise self._unknown_submit(response.status_code, error)
+            raise self._unknown_submit(reply.status, error)
         raise error
 
     async def poll(self, task_id: str, key: str) -> Task:
-        response = await self._polling(
-            self._http.get(
-                f"{self._base}/status", params={"task_id": task_id}, headers=self._auth(key), timeout=self._timeout
-            )
-        )
-        data = _data(response)
-        if data is not None and data.get("task_id"):
-            return codec.parse_task(data)
-        retry_after = retry_after_seconds(response.headers)
-        raise codec.map_error(response.status_code, json_or_none(response), retry_after, submitting=False)
+        reply = await self._call("poll", "GET", "/status", key, params={"task_id": task_id})
+        data = _data(reply)
+        if data is not None:
+            return codec.parse_task(data, task_id)
+        retry_after = retry_after_seconds(reply.headers)
+        raise codec.map_error(reply.status, reply.payload, retry_after, submitting=False)
 
 
-def _data(response: httpx.Response) -> Mapping[str, Any] | None:
+def _data(reply: Reply) -> Mapping[str, Any] | None:
     """The `data` of a successful `{code: 200, message, data}` envelope, else None."""
-    payload = json_or_none(response)
-    if response.status_code != 200 or not isinstance(payload, Mapping) or payload.get("code") != 200:
+    payload = reply.payload
+    if reply.status != 200 or not isinstance(payload, Mapping) or payload.get("code") != 200:
         return None
     data = payload.get("data")
     return data if isinstance(data, Mapping) else None

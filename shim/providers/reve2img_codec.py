@@ -14,7 +14,8 @@ from .. import errors
 from ..pacing import LatencyPrior
 from ..sizes import nearest_ratio, parse_pixels
 from ..types import ImageJob, Task, TaskStatus
-from . import ModelSpec, Submission, url_strings
+from ..untrusted import printable
+from . import ModelSpec, Submission, task_id_of, url_strings
 
 CATALOG: dict[str, ModelSpec] = {
     spec.id: spec
@@ -79,24 +80,50 @@ def plan(job: ImageJob) -> list[Submission]:
     return [Submission(body, 1, f"reve2img/{model}", f"{w}x{h}", None, "opaque") for _ in range(job.n)]
 
 
-def parse_task(data: Mapping[str, Any]) -> Task:
-    """The `data` of a generate or status answer -> Task."""
-    status = STATUSES.get(str(data.get("status")), "processing")
+def parse_submitted(data: Mapping[str, Any]) -> Task:
+    """The `data` of a generate answer -> Task; an id we cannot keep leaves the outcome unknown."""
+    task_id = task_id_of(data.get("task_id"))
+    if task_id is None:
+        raise errors.SubmitOutcomeUnknown(
+            "The upstream accepted the submit but answered with an unusable task_id; a task may have been "
+            "created and charged, so the shim does not resubmit it."
+        )
+    return parse_task(data, task_id)
+
+
+def parse_task(data: Mapping[str, Any], task_id: str) -> Task:
+    """The `data` of a generate or status answer -> Task (named `task_id`).
+
+    An undocumented status is not a failure: with result URLs it is a success (paid for), without them the
+    poll is repeated; so is SUCCESS without a usable URL, until it has been said three times in a row.
+    """
+    raw_status = data.get("status")
+    status = STATUSES.get(raw_status) if isinstance(raw_status, str) else None
     raw_response = data.get("response")
     response: Mapping[str, Any] = raw_response if isinstance(raw_response, Mapping) else {}
     urls = url_strings(response.get("resultUrls"))
     raw_error = data.get("error")
     error: Mapping[str, Any] = raw_error if isinstance(raw_error, Mapping) else {}
     credits = data.get("consumed_credits")
+    if status is None and urls:
+        status = "completed"
     if status == "completed" and not urls:
-        status, error = "failed", {"code": "GENERATION_FAILED", "message": "SUCCESS without resultUrls"}
+        raise errors.UpstreamTransient(
+            "SUCCESS without resultUrls",
+            final=errors.UpstreamError(
+                f"The upstream reports task {printable(task_id, 100)} SUCCESS but gives no usable result URL; "
+                "it may have been charged: check the upstream dashboard."
+            ),
+        )
+    if status is None:
+        raise errors.UpstreamTransient(f"unknown task status {printable(raw_status, 40)!r}")
     return Task(
-        id=str(data.get("task_id", "")),
+        id=task_id,
         status=status,
         image_urls=urls,
-        error_code=str(error["code"]) if error.get("code") else None,
-        error_message=str(error["message"]) if error.get("message") else None,
-        credits=credits if isinstance(credits, int) and not isinstance(credits, bool) else None,
+        error_code=printable(error["code"], 40) if error.get("code") else None,
+        error_message=printable(error["message"], 500) if error.get("message") else None,
+        credits=credits if isinstance(credits, int) and not isinstance(credits, bool) and credits >= 0 else None,
     )
 
 
@@ -113,8 +140,8 @@ def task_failure(task: Task) -> errors.ShimError:
 def map_error(status: int, payload: object, retry_after: float, *, submitting: bool) -> Exception:
     """An error answer -> ours, by its `message` name (the HTTP status when the name is unknown)."""
     body = payload if isinstance(payload, Mapping) else {}
-    name = str(body.get("message") or "")
-    detail = str(body.get("detail") or name or f"HTTP {status}")[:500]
+    name = printable(body.get("message") or "", 60)
+    detail = printable(body.get("detail") or name or f"HTTP {status}", 500)
     upstream = f"reve2img {status} {name}: {detail}"
     if name in ("RATE_LIMITED", "TOO_MANY_TASKS") or status == 429:
         return errors.UpstreamRateLimited(retry_after, reason=name.lower() or "rate_limited")
