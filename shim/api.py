@@ -66,7 +66,7 @@ async def answer(request: Request, spec: ImageJob, key: str) -> Response:
         return streaming.respond(request, spec, job, headers)
     try:
         outcome = await hold(request, job)
-        result = await deliver(request, spec, outcome)
+        result = await deliver(request, job, spec, outcome)
     except errors.ShimError as exc:
         error = copy.copy(exc)  # the job's exception is shared by every request attached to it
         error.headers = {**exc.headers, **headers}
@@ -126,15 +126,8 @@ async def _disconnected(request: Request) -> None:
             return
 
 
-async def deliver(request: Request, spec: ImageJob, outcome: Outcome) -> JobResult:
-    settings = _state(request).settings
-    return await build_result(
-        spec,
-        outcome,
-        http=_state(request).http,
-        max_bytes=settings.max_image_bytes,
-        timeout=settings.download_timeout,
-    )
+async def deliver(request: Request, job: Job, spec: ImageJob, outcome: Outcome) -> JobResult:
+    return await build_result(spec, outcome, downloader=_state(request).downloader, owner=job.credential)
 
 
 def result_headers(result: JobResult) -> dict[str, str]:

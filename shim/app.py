@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import api, edits, errors
 from .config import ConfigurationError, Settings
+from .delivery import Downloader
 from .jobs import Jobs
 from .journal import Journal
 from .media import MediaStore, build_media_store, serve_media
@@ -31,6 +32,8 @@ from .openai_wire import render_error
 from .pacing import Pacers
 from .providers import Provider, ProviderContext, ProviderFactory, builtin_providers
 from .routing import Router, load_config
+from .url_guard import AddressPolicy, GuardedTransport
+from .workers import FairPool
 
 log = logging.getLogger("shim")
 
@@ -43,6 +46,8 @@ class ShimState:
     providers: Mapping[str, Provider]
     pacers: Mapping[str, Pacers]
     jobs: Jobs
+    workers: FairPool
+    downloader: Downloader
     media: MediaStore | None = None
 
 
@@ -182,7 +187,22 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        async with httpx.AsyncClient(transport=transport, limits=limits) as http:
+        policy = AddressPolicy(base_urls.values(), allow=settings.fetch_allow)
+        guarded = GuardedTransport(
+            transport or httpx.AsyncHTTPTransport(limits=limits), policy, owns_inner=transport is None
+        )
+        workers = FairPool(max(2, os.cpu_count() or 2))
+        async with (
+            httpx.AsyncClient(transport=transport, limits=limits) as http,
+            httpx.AsyncClient(transport=guarded, follow_redirects=True, max_redirects=3) as download_http,
+        ):
+            downloader = Downloader(
+                download_http,
+                workers,
+                max_bytes=settings.max_image_bytes,
+                max_pixels=settings.max_image_pixels,
+                timeout=settings.download_timeout,
+            )
             built: dict[str, Provider] = {}
             for name, factory in factories.items():
                 context = ProviderContext(
@@ -216,7 +236,7 @@ def create_app(
                 clock=clock,
                 wall=wall,
             )
-            app.state.shim = ShimState(settings, router, http, built, pacers, jobs, media)
+            app.state.shim = ShimState(settings, router, http, built, pacers, jobs, workers, downloader, media)
             try:
                 yield
             finally:
@@ -226,6 +246,7 @@ def create_app(
                     await pacer_set.aclose()
                 if journal is not None:
                     journal.close()
+                workers.close()
 
     handlers: dict[Any, Any] = {
         errors.ShimError: error_response,

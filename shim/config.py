@@ -58,11 +58,18 @@ class Settings:
     max_body_bytes: int = 1 << 20
     max_upload_bytes: int = 50 << 20
     max_image_bytes: int = 64 << 20
+    max_image_pixels: int = 50_000_000
     upstream_timeout: float = 30.0
     download_timeout: float = 60.0
     public_url: str | None = None
     media_ttl_seconds: float = 3600.0
     media_dir: str | None = None
+    media_max_bytes: int = 512 << 20
+    media_max_bytes_per_key: int = 128 << 20
+    fetch_allow: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    body_timeout: float = 120.0
+    max_connections: int = 10_000
     s3_endpoint: str | None = None
     s3_bucket: str | None = None
     s3_region: str = "auto"
@@ -99,11 +106,18 @@ class Settings:
             max_body_bytes=_int(environ, "SHIM_MAX_BODY_BYTES", 1 << 20, minimum=1024),
             max_upload_bytes=_int(environ, "SHIM_MAX_UPLOAD_BYTES", 50 << 20, minimum=1024),
             max_image_bytes=_int(environ, "SHIM_MAX_IMAGE_BYTES", 64 << 20, minimum=1024),
+            max_image_pixels=_int(environ, "SHIM_MAX_IMAGE_PIXELS", 50_000_000, minimum=1024),
             upstream_timeout=_float(environ, "SHIM_UPSTREAM_TIMEOUT", 30.0, minimum=0.1) or 30.0,
             download_timeout=_float(environ, "SHIM_DOWNLOAD_TIMEOUT", 60.0, minimum=0.1) or 60.0,
             public_url=(text("SHIM_PUBLIC_URL", None) or "").rstrip("/") or None,
             media_ttl_seconds=_float(environ, "SHIM_MEDIA_TTL_SECONDS", 3600.0, minimum=1) or 3600.0,
             media_dir=text("SHIM_MEDIA_DIR", None),
+            media_max_bytes=_int(environ, "SHIM_MEDIA_MAX_BYTES", 512 << 20, minimum=1 << 20),
+            media_max_bytes_per_key=_int(environ, "SHIM_MEDIA_MAX_BYTES_PER_KEY", 128 << 20, minimum=1 << 20),
+            fetch_allow=tuple(e.strip() for e in environ.get("SHIM_FETCH_ALLOW", "").split(",") if e.strip()),
+            header_timeout=_float(environ, "SHIM_HEADER_TIMEOUT", 10.0, minimum=0.1) or 10.0,
+            body_timeout=_float(environ, "SHIM_BODY_TIMEOUT", 120.0, minimum=0.1) or 120.0,
+            max_connections=_int(environ, "SHIM_MAX_CONNECTIONS", 10_000, minimum=16),
             s3_endpoint=text("SHIM_S3_ENDPOINT", None),
             s3_bucket=text("SHIM_S3_BUCKET", None),
             s3_region=text("SHIM_S3_REGION", "auto") or "auto",

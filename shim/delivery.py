@@ -1,5 +1,10 @@
-"""Turning upstream result URLs into what the client asked for: the URL itself, or base64 of the bytes
-(downloaded with a size cap and a timeout, converted to jpeg/webp when asked)."""
+"""Turning upstream result URLs into what the client asked for: the URL itself, or base64 of the bytes.
+
+Result URLs are untrusted: they are fetched through a `url_guard.GuardedTransport` client (public addresses
+only, every redirect re-checked), with a byte cap and a total deadline per attempt, and the bytes must decode
+as an image within the pixel cap before anything is converted or encoded. Decoding, conversion and base64 run
+in the fair worker pool, never on the event loop.
+"""
 
 from __future__ import annotations
 
@@ -7,115 +12,134 @@ import asyncio
 import base64
 import io
 import time
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
+from PIL import Image as PILImage
 
 from . import errors
 from .types import Image, ImageJob, JobResult
+from .url_guard import UnsafeUrl
+from .workers import FairPool
 
 if TYPE_CHECKING:
     from .jobs import Outcome
 
-CONVERTIBLE = {"jpeg": "JPEG", "webp": "WEBP"}
+#: output_format -> Pillow format name.
+FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+#: What an upstream may hand back as a result image.
+DECODABLE = frozenset({"PNG", "JPEG", "WEBP"})
+ATTEMPTS = 3
 
 
-async def download(http: httpx.AsyncClient, url: str, *, max_bytes: int, timeout: float) -> bytes:
-    """GET one result URL; at most `max_bytes`; a few tries, since a result URL is safe to fetch again."""
-    last: Exception | None = None
-    for attempt in range(3):
-        if attempt:
-            await asyncio.sleep(0.25 * 2**attempt)
-        try:
-            async with http.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
-                if response.status_code >= 500:
-                    last = errors.UpstreamTransient(f"HTTP {response.status_code}")
-                    continue
-                if response.status_code != 200:
-                    break
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise errors.UpstreamError(f"A result image is larger than the cap of {max_bytes} bytes.")
-                chunks, total = [], 0
-                async for chunk in response.aiter_bytes():
-                    total += len(chunk)
-                    if total > max_bytes:
-                        raise errors.UpstreamError(f"A result image is larger than the cap of {max_bytes} bytes.")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.HTTPError as exc:
-            last = exc
-    raise errors.UpstreamError(
-        "The image was generated and paid for, but downloading it from the upstream failed "
-        f"({type(last).__name__ if last else 'HTTP error'}). Retry the request: it will collect the same "
-        "image without paying again."
+def _paid_but_undeliverable(detail: str) -> errors.UpstreamError:
+    return errors.UpstreamError(
+        f"The image was generated and paid for, but the shim could not deliver it: {detail}. Retry the request: "
+        "it will collect the same task without paying again."
     )
 
 
-def convert(data: bytes, output_format: str, compression: int | None) -> bytes:
-    """PNG bytes -> jpeg/webp bytes (png and unknown formats pass through). CPU work: run it in a thread."""
-    target = CONVERTIBLE.get(output_format)
-    if target is None:
-        return data
-    from PIL import Image
+@dataclass(frozen=True, slots=True)
+class Downloader:
+    """Fetches result images (see the module docstring). `http` must be the guarded download client."""
 
-    with Image.open(io.BytesIO(data)) as opened:
-        image: Image.Image = opened
-        if target == "JPEG" and image.mode not in ("RGB", "L"):
-            image = image.convert("RGB")
-        out = io.BytesIO()
-        image.save(out, format=target, quality=compression if compression is not None else 90)
-        return out.getvalue()
+    http: httpx.AsyncClient
+    pool: FairPool
+    max_bytes: int
+    max_pixels: int
+    timeout: float
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def fetch(self, url: str) -> bytes:
+        """GET one result URL: at most `max_bytes`, `timeout` seconds per attempt in all (a slow drip counts),
+        a few attempts (a result URL is safe to fetch again); a refused address is never retried."""
+        last = "HTTP error"
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                await self.sleep(0.25 * 2**attempt)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await self._get(url)
+            except UnsafeUrl as exc:
+                raise _paid_but_undeliverable(f"its URL was refused ({exc})") from None
+            except errors.UpstreamTransient as exc:
+                last = str(exc)
+            except TimeoutError:
+                last = f"the download took longer than {self.timeout:g}s"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+        raise _paid_but_undeliverable(f"downloading it from the upstream failed ({last})")
+
+    async def _get(self, url: str) -> bytes:
+        async with self.http.stream("GET", url) as response:
+            if response.status_code >= 500 or response.status_code == 429:
+                raise errors.UpstreamTransient(f"HTTP {response.status_code}")
+            if response.status_code != 200:
+                raise _paid_but_undeliverable(f"the result URL answered HTTP {response.status_code}")
+            declared = response.headers.get("content-length", "")
+            if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
+                raise self._too_large()
+            chunks, total = [], 0
+            async for chunk in response.aiter_bytes():
+                total += len(chunk)
+                if total > self.max_bytes:
+                    raise self._too_large()
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    def _too_large(self) -> errors.UpstreamError:
+        return _paid_but_undeliverable(f"the result is larger than the cap of {self.max_bytes} bytes")
+
+    async def encoded(self, owner: str, url: str, output_format: str, compression: int | None) -> tuple[str, str]:
+        """(base64 of the result in `output_format`, its WxH), decoded and re-encoded in the worker pool."""
+        data = await self.fetch(url)
+        return await self.pool.run(owner, encode_image, data, output_format, compression, self.max_pixels)
 
 
-def image_size(data: bytes) -> str | None:
-    """'WxH' read from the image header, or None when it can't be read."""
-    from PIL import Image, UnidentifiedImageError
-
+def encode_image(data: bytes, output_format: str, compression: int | None, max_pixels: int) -> tuple[str, str]:
+    """Pure CPU work: check that `data` decodes as an image of at most `max_pixels`, convert it to
+    `output_format` when it is in another format, and base64 it. Returns (base64, 'WxH')."""
+    target = FORMATS.get(output_format, "PNG")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return f"{image.width}x{image.height}"
-    except (UnidentifiedImageError, OSError):
-        return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+                if opened.format not in DECODABLE:
+                    raise _paid_but_undeliverable(f"the upstream's result is not a PNG, JPEG or WEBP ({opened.format})")
+                if width * height > max_pixels:
+                    raise _paid_but_undeliverable(
+                        f"the result is {width}x{height}, more than the cap of {max_pixels} pixels"
+                    )
+                opened.load()  # truncated or corrupt pixel data shows only when decoding
+                if opened.format != target:
+                    data = _convert(opened, target, compression)
+    except errors.ShimError:
+        raise
+    except Exception:  # Pillow raises many types for bytes that are not an image
+        raise _paid_but_undeliverable("the upstream's result is not a readable image") from None
+    return base64.b64encode(data).decode("ascii"), f"{width}x{height}"
 
 
-async def to_b64(
-    http: httpx.AsyncClient,
-    url: str,
-    *,
-    output_format: str,
-    compression: int | None,
-    max_bytes: int,
-    timeout: float,
-) -> tuple[str, str | None]:
-    """(base64 of the image in `output_format`, its WxH)."""
-    data = await download(http, url, max_bytes=max_bytes, timeout=timeout)
-    size = image_size(data)
-    if output_format in CONVERTIBLE:
-        data = await asyncio.to_thread(convert, data, output_format, compression)
-    return base64.b64encode(data).decode("ascii"), size
+def _convert(image: PILImage.Image, target: str, compression: int | None) -> bytes:
+    if target == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    out = io.BytesIO()
+    image.save(out, format=target, quality=compression if compression is not None else 90)
+    return out.getvalue()
 
 
-async def build_result(
-    spec: ImageJob, outcome: Outcome, *, http: httpx.AsyncClient, max_bytes: int, timeout: float
-) -> JobResult:
+async def build_result(spec: ImageJob, outcome: Outcome, *, downloader: Downloader, owner: str) -> JobResult:
     """A finished job's images as the client asked: upstream URLs, or base64 downloads."""
     urls = [url for sub, task in outcome.tasks for url in task.image_urls[: sub.count]]
     first = outcome.tasks[0][0]
     size = first.size
     if spec.response_format == "b64_json":
         encoded = await asyncio.gather(
-            *(
-                to_b64(
-                    http,
-                    url,
-                    output_format=spec.output_format,
-                    compression=spec.output_compression,
-                    max_bytes=max_bytes,
-                    timeout=timeout,
-                )
-                for url in urls
-            )
+            *(downloader.encoded(owner, url, spec.output_format, spec.output_compression) for url in urls)
         )
         images = tuple(Image(url=u, b64_json=b) for u, (b, _) in zip(urls, encoded, strict=True))
         size = next((s for _, s in encoded if s), size)

@@ -356,3 +356,4 @@ class Jobs:
             runner.cancel()
         if self._live:
             await asyncio.wait(set(self._live), timeout=5)
+        self._journal.close()

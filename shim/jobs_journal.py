@@ -3,7 +3,7 @@ an earlier process left unfinished until a retry resumes them. Without a journal
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import math
 import time
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from . import errors
 from .journal import Journal, Kind, Record, RecoveredJob
+from .workers import SerialWorker
 
 if TYPE_CHECKING:  # jobs imports this module
     from .jobs import Job
@@ -26,6 +27,8 @@ class JobJournal:
         self, journal: Journal | None, *, handoff_seconds: float, wall: Callable[[], float] = time.time
     ) -> None:
         self._journal = journal
+        # fsyncs get a thread of their own: they must never queue behind image decoding (another key's work)
+        self._writer = SerialWorker("shim-journal") if journal is not None else None
         self._handoff = handoff_seconds
         self._wall = wall
         self._by_fingerprint: dict[tuple[str, str], list[RecoveredJob]] = {}
@@ -95,15 +98,20 @@ class JobJournal:
 
     async def _durable(self, job: Job, kind: Kind, index: int, task: str | None = None) -> bool:
         """fsync'd, off the event loop. Whether it was written."""
-        if self._journal is None:
+        if self._journal is None or self._writer is None:
             return True
         try:
-            await asyncio.to_thread(self._journal.append, self._record(job, kind, index, task), durable=True)
+            record = self._record(job, kind, index, task)
+            await self._writer.run(functools.partial(self._journal.append, record, durable=True))
         except OSError as exc:
             log.error("journal write failed: %s %s: %s", kind, job.id, exc)
             return False
         job.journaled = True
         return True
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
     def _note(self, job: Job, kind: Kind) -> None:
         """A record written in the request path: handed to the OS by one write(2), not fsync'd (it survives the

@@ -48,13 +48,7 @@ def respond(request: Request, spec: ImageJob, job: Job, headers: dict[str, str])
                 if outcome is not None:
                     break
                 yield b": keep-alive\n\n"
-            result = await build_result(
-                spec_b64,
-                outcome,
-                http=state.http,
-                max_bytes=state.settings.max_image_bytes,
-                timeout=state.settings.download_timeout,
-            )
+            result = await build_result(spec_b64, outcome, downloader=state.downloader, owner=job.credential)
             for image in result.images:
                 yield sse(
                     {
