@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
@@ -228,3 +228,6 @@ class S3Store:
     async def get(self, name: str) -> None:
         """Nothing is served by the shim itself: the bucket serves the presigned URLs."""
         return None
+
+    async def release(self, urls: Iterable[str], *, owner: str) -> None:
+        """Objects stay until the bucket's lifecycle rule deletes them (the shim holds no delete permission)."""

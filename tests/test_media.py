@@ -176,17 +176,42 @@ async def test_without_public_url_put_names_the_setting() -> None:
 
 
 async def test_size_caps() -> None:
-    """One file over max_bytes is a 413; live media over max_total_bytes is a retryable 503 until expiry."""
+    """One file over max_bytes is a 413; past an owner's share a retryable 429, past the total a retryable 503."""
     clock = Clock()
-    store = LocalStore(public_url="http://shim.test", ttl=10, max_bytes=100, max_total_bytes=150, clock=clock)
+    store = LocalStore(
+        public_url="http://shim.test", ttl=10, max_bytes=100, max_total_bytes=250, max_owner_bytes=150, clock=clock
+    )
     with pytest.raises(errors.PayloadTooLarge):
         await store.put(b"x" * 101, "image/png", "png", owner="a")
     await store.put(b"a" * 100, "image/png", "png", owner="a")
+    with pytest.raises(errors.UploadQuotaExceeded) as quota:
+        await store.put(b"A" * 100, "image/png", "png", owner="a")
+    assert quota.value.status == 429 and quota.value.should_retry is True
+    await store.put(b"b" * 100, "image/png", "png", owner="b")
     with pytest.raises(MediaStoreFull) as caught:
-        await store.put(b"b" * 100, "image/png", "png", owner="a")
+        await store.put(b"c" * 100, "image/png", "png", owner="c")
     assert caught.value.status == 503 and caught.value.retry_after == 10
     clock.now += 10
-    assert await store.put(b"b" * 100, "image/png", "png", owner="a")
+    assert await store.put(b"c" * 100, "image/png", "png", owner="c")
+    assert store.used() == 100 and store.used("c") == 100
+
+
+@pytest.mark.parametrize("on_disk", [False, True], ids=["memory", "directory"])
+async def test_release_frees_space_and_a_reupload_revives_the_same_url(tmp_path, on_disk) -> None:
+    """Releasing a finished job's uploads frees their bytes at once (only the owner's may); the same bytes
+    uploaded again by the same owner get the same URL back, serving again (a retry keeps its fingerprint)."""
+    directory = str(tmp_path) if on_disk else None
+    store = LocalStore(public_url="http://shim.test", ttl=600, max_total_bytes=150, directory=directory, clock=Clock())
+    url = await store.put(b"p" * 100, "image/png", "png", owner="a")
+    await store.release([url], owner="b")  # not b's: kept
+    assert store.used() == 100
+    await store.release([url, "https://elsewhere.test/media/x.png"], owner="a")
+    assert store.used() == 0 and await store.get(name_of(url)) is None
+    other = await store.put(b"q" * 100, "image/png", "png", owner="b")  # the space is free again
+    await store.release([other], owner="b")
+    assert await store.put(b"p" * 100, "image/png", "png", owner="a") == url
+    media = await store.get(name_of(url))
+    assert media is not None and media.data == b"p" * 100 and store.used("a") == 100
 
 
 async def test_directory_store_survives_restart_and_sweeps(tmp_path) -> None:
