@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import api, edits, errors
 from .config import ConfigurationError, Settings
 from .delivery import Downloader
-from .jobs import Jobs
+from .jobs import Job, Jobs
 from .journal import Journal
 from .media import MediaStore, build_media_store, serve_media
 from .openai_wire import render_error
@@ -104,6 +104,8 @@ def _request_id(request: Request) -> str:
 
 
 def error_response(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, errors.ClientDisconnected):
+        log.info("client disconnected on %s %s", request.method, request.url.path)
     if isinstance(exc, errors.ShimError):
         error = exc
     elif isinstance(exc, HTTPException):
@@ -157,6 +159,20 @@ def open_journal(settings: Settings, wall: Callable[[], float]) -> Journal | Non
         journal.skipped,
     )
     return journal
+
+
+def releaser(media: MediaStore) -> Callable[[Job], None]:
+    """The job registry's finish hook: a finished job's uploads are freed (its tasks fetched them already)."""
+    pending: set[asyncio.Task[None]] = set()
+
+    def release(job: Job) -> None:
+        urls = [*job.spec.image_urls, *([job.spec.mask_url] if job.spec.mask_url else [])]
+        if urls:
+            task = asyncio.get_running_loop().create_task(media.release(urls, owner=job.credential))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    return release
 
 
 def create_app(
@@ -228,6 +244,7 @@ def create_app(
             journal = open_journal(settings, wall)  # last thing that may fail: the finally below closes it
             jobs = Jobs(
                 on_event=log_event,
+                on_finish=releaser(media),
                 providers=built,
                 pacers=pacers,
                 result_ttl=settings.result_ttl_seconds,
@@ -264,5 +281,5 @@ def create_app(
         allow_headers=["*"],
         expose_headers=["x-request-id", "x-shim-job", "x-upstream-task-ids", "retry-after", "x-should-retry"],
     )
-    app.state.router = router
+    app.state.settings = settings
     return app

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from cachetools import TLRUCache
+from cachetools import TLRUCache, TTLCache
 
 from . import errors
 from .jobs_journal import JobJournal
@@ -26,6 +26,7 @@ from .journal import Journal, RecoveredJob, Submitted
 from .pacing import Pacers
 from .providers import Provider, Submission
 from .types import ImageJob, Task
+from .untrusted import public
 
 
 def credential_id(key: str) -> str:
@@ -69,6 +70,7 @@ class Job:
     submits: int = 0
     uncertain: bool = False  # a submit of this job ended with its outcome unknown
     task_ids: list[str] = field(default_factory=list)
+    public_task_ids: list[str] = field(default_factory=list)  # redacted and printable: for headers and logs
     idempotency: str | None = None  # digest of the Idempotency-Key that started it
     journaled: bool = False  # the journal holds records of this job (so it must be told it finished)
     handoff_journaled: float = -math.inf  # wall time of the last `handed_off` record
@@ -93,6 +95,32 @@ class Job:
         return not self.delivered and not self.nothing_paid
 
 
+class _Slots:
+    """The upstream's cap on one key's tasks in flight; forgets itself (via `on_idle`) when nobody holds it."""
+
+    def __init__(self, limit: int, on_idle: Callable[[], object]) -> None:
+        self._semaphore = asyncio.Semaphore(limit)
+        self._users = 0
+        self._on_idle = on_idle
+
+    async def __aenter__(self) -> None:
+        self._users += 1
+        try:
+            await self._semaphore.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._semaphore.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        self._users -= 1
+        if not self._users:
+            self._on_idle()
+
+
 class Jobs:
     """Creates, runs and finds jobs. Every upstream call goes through the credential's Pacer."""
 
@@ -108,13 +136,20 @@ class Jobs:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         on_event: Callable[[str, dict[str, object]], None] | None = None,
+        on_finish: Callable[[Job], None] | None = None,
+        rejected_seconds: float = 60.0,
     ) -> None:
+        """`on_finish(job)` runs once every task of a job is over (its uploads are no longer needed).
+        A key the upstream rejected (401/403) is refused without an upstream call for `rejected_seconds`."""
         self._providers = providers
         self._pacers = pacers
         self._clock = clock
         self._wall = wall
         self._handoff = handoff_seconds
         self._emit = on_event or (lambda name, data: None)
+        self._on_finish = on_finish
+        # (provider, credential hash) -> when the upstream's rejection of that key stops being remembered
+        self._rejected: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=100_000, ttl=rejected_seconds, timer=clock)
         running_ttl = max_task_seconds + 600.0
 
         def ttu(_key: object, jobs: list[Job], now: float) -> float:
@@ -126,7 +161,7 @@ class Jobs:
             maxsize=100_000, ttu=lambda _k, j, now: now + (running_ttl if not j.done else result_ttl), timer=clock
         )
         self._live: set[asyncio.Task[Outcome]] = set()
-        self._in_flight: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._in_flight: dict[tuple[str, str], _Slots] = {}
         self._submits_in_flight = 0
         self._journal = JobJournal(journal, handoff_seconds=handoff_seconds, wall=wall)
 
@@ -143,6 +178,7 @@ class Jobs:
         A job recovered from the journal attaches by the same rules, when no live job does.
         """
         cred = credential_id(key)
+        self.refuse_if_rejected(spec.route.provider, cred)
         fp = fingerprint(spec)
         now = self._clock()
         idem = idempotency_digest(cred, idempotency_key) if idempotency_key else None
@@ -172,6 +208,15 @@ class Jobs:
         if recovered is not None:
             return self._start(spec, key, cred, fp, now, idem, resume=recovered), True
         return self._start(spec, key, cred, fp, now, idem), False
+
+    def refuse_if_rejected(self, provider: str, credential: str) -> None:
+        """Raise AuthenticationFailed when the upstream rejected this key moments ago: a flood of requests with
+        junk keys costs neither upstream calls nor memory."""
+        if self._rejected.get((provider, credential)):
+            raise errors.AuthenticationFailed(
+                "Incorrect API key provided: the upstream rejected this key moments ago; the gateway does not "
+                "ask again for a minute."
+            )
 
     def _start(
         self,
@@ -212,25 +257,43 @@ class Jobs:
 
     def _finished(self, job: Job, runner: asyncio.Task[Outcome]) -> None:
         self._live.discard(runner)
-        key = (job.credential, job.fingerprint)
-        bucket = self._by_fingerprint.get(key)
-        if bucket is not None:
-            self._by_fingerprint[key] = bucket  # re-insert: the finished job now lives for the result TTL
         # Reading the exception marks it retrieved: a failure is delivered to waiters, not logged as unhandled.
         failure = None if runner.cancelled() else runner.exception()
-        outcome = "cancelled" if runner.cancelled() else "ok" if failure is None else "failed"
+        if failure is not None:
+            failure.__traceback__ = None  # a kept failure must not keep the frames (and the key) alive
+            if isinstance(failure, errors.AuthenticationFailed):
+                self._rejected[(job.spec.route.provider, job.credential)] = True
+        key = (job.credential, job.fingerprint)
+        bucket = self._by_fingerprint.get(key)
         if job.nothing_paid:
-            self._journal.finished(job)  # nothing to collect: a retry is a new attempt (as `attachable` says)
+            # Nothing to collect and a retry is a new attempt anyway: forget the job now (junk keys, bad input).
+            self._forget(job)
+            self._journal.finished(job)
+        elif bucket is not None:
+            self._by_fingerprint[key] = bucket  # re-insert: the finished job now lives for the result TTL
+        outcome = "cancelled" if runner.cancelled() else "ok" if failure is None else "failed"
         self._emit(
             "job_finished",
             {
                 "job": job.id,
                 "outcome": outcome,
                 "error": getattr(failure, "code", None) if failure else None,
-                "tasks": ",".join(job.task_ids),
+                "tasks": ",".join(job.public_task_ids),
                 "seconds": round(self._clock() - job.created, 3),
             },
         )
+        if self._on_finish is not None and not job.uncertain:  # a task of unknown fate may still fetch inputs
+            self._on_finish(job)
+
+    def _forget(self, job: Job) -> None:
+        key = (job.credential, job.fingerprint)
+        rest = [j for j in self._by_fingerprint.get(key, ()) if j is not job]
+        if rest:
+            self._by_fingerprint[key] = rest
+        else:
+            self._by_fingerprint.pop(key, None)
+        if job.idempotency and self._by_idempotency.get((job.credential, job.idempotency)) is job:
+            del self._by_idempotency[(job.credential, job.idempotency)]
 
     # --- running ------------------------------------------------------------------------------------
 
@@ -282,14 +345,16 @@ class Jobs:
                 await self._journal.submitted(job, index, task.id)
             job.submits += 1
             job.task_ids.append(task.id)
-            self._emit("task_submitted" if known is None else "task_resumed", {"job": job.id, "task": task.id})
+            job.public_task_ids.append(public(task.id, key, 100))
+            event = "task_submitted" if known is None else "task_resumed"
+            self._emit(event, {"job": job.id, "task": job.public_task_ids[-1]})
             task = await pacer.wait_for(
                 task,
                 lambda task_id: provider.poll(task_id, key),
                 latency_class=sub.latency_class,
                 submitted_at=submitted_at,
             )
-            self._emit("task_finished", {"job": job.id, "task": task.id, "status": task.status})
+            self._emit("task_finished", {"job": job.id, "task": public(task.id, key, 100), "status": task.status})
             if task.status == "failed":
                 raise provider.failure(task)
             return sub, task
@@ -308,11 +373,13 @@ class Jobs:
             raise failures[0]
         return Outcome(done, tuple(failures))
 
-    def _slots(self, provider: str, credential: str, limit: int) -> asyncio.Semaphore:
-        slot = self._in_flight.get((provider, credential))
-        if slot is None:
-            slot = self._in_flight[(provider, credential)] = asyncio.Semaphore(limit)
-        return slot
+    def _slots(self, provider: str, credential: str, limit: int) -> _Slots:
+        slots = self._in_flight.get((provider, credential))
+        if slots is None:
+            slots = self._in_flight[(provider, credential)] = _Slots(
+                limit, lambda: self._in_flight.pop((provider, credential), None)
+            )
+        return slots
 
     # --- waiting --------------------------------------------------------------------------------------
 
