@@ -12,9 +12,10 @@ from starlette.responses import JSONResponse, Response
 
 from . import errors, inbound, streaming
 from .delivery import build_result
-from .jobs import Job, Outcome
+from .jobs import Job, Outcome, credential_id
 from .openai_wire import parse_image_request, render_images
 from .types import ImageJob, JobResult, Operation
+from .untrusted import printable, public
 
 if TYPE_CHECKING:  # app imports this module
     from .app import ShimState
@@ -31,7 +32,9 @@ def _state(request: Request) -> ShimState:
 async def generations(request: Request) -> Response:
     key = inbound.credential(request)
     state = _state(request)
-    body = inbound.parse_json(await inbound.read_body(request, state.settings.max_body_bytes))
+    settings = state.settings
+    raw = await inbound.read_body(request, settings.max_body_bytes, settings.body_timeout)
+    body = await inbound.parse_json_off_loop(raw, credential_id(key), state.workers)
     spec = parse_spec(request, body, "generate", form=False)
     return await answer(request, spec, key)
 
@@ -71,10 +74,9 @@ async def answer(request: Request, spec: ImageJob, key: str) -> Response:
         error = copy.copy(exc)  # the job's exception is shared by every request attached to it
         error.headers = {**exc.headers, **headers}
         raise error from exc
-    headers.update(result_headers(result))
+    headers.update(result_headers(result, key))
     if outcome.failures:  # a partial failure: every paid image is returned, and the rest is explained
-        text = "; ".join(f.message for f in outcome.failures)[:1000]
-        headers["x-shim-partial-failure"] = " ".join(text.encode("ascii", "replace").decode().split())
+        headers["x-shim-partial-failure"] = printable("; ".join(f.message for f in outcome.failures), 1000)
     return JSONResponse(
         render_images(spec, result),
         headers=headers,
@@ -130,8 +132,9 @@ async def deliver(request: Request, job: Job, spec: ImageJob, outcome: Outcome) 
     return await build_result(spec, outcome, downloader=_state(request).downloader, owner=job.credential)
 
 
-def result_headers(result: JobResult) -> dict[str, str]:
-    headers = {"x-upstream-task-ids": ",".join(result.task_ids)}
+def result_headers(result: JobResult, key: str) -> dict[str, str]:
+    """The upstream's task ids and credits as headers: redacted and printable (they are upstream data)."""
+    headers = {"x-upstream-task-ids": ",".join(public(task, key, 100) for task in result.task_ids)}
     if result.credits is not None:
         headers["x-upstream-credits"] = str(result.credits)
     return headers

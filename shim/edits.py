@@ -17,7 +17,7 @@ import io
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 from starlette.requests import Request
@@ -29,6 +29,10 @@ from .media import MediaStore, no_public_url
 from .multipart import Part, header_params, parse_multipart
 from .openai_wire import check_public_url
 from .types import Operation
+from .workers import FairPool
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 #: The prompt of every variation (OpenAI's endpoint takes none); the README documents it.
 VARIATION_PROMPT = (
@@ -78,7 +82,9 @@ async def variations(request: Request) -> Response:
 async def _respond(request: Request, operation: Operation) -> Response:
     key = inbound.credential(request)
     state = request.app.state.shim
-    inputs = await read_inputs(request, state.settings.max_upload_bytes)
+    owner = credential_id(key)
+    settings = state.settings
+    inputs = await read_inputs(request, settings, owner, state.workers)
     fields = dict(inputs.fields)
     if operation == "variation":
         if len(inputs.images) > 1:
@@ -102,9 +108,9 @@ async def _respond(request: Request, operation: Operation) -> Response:
     fields["mask_url"] = None if inputs.mask is None else _PLACEHOLDER.format("mask")
     spec = api.parse_spec(request, fields, operation, form=inputs.form)
     state.providers[spec.route.provider].plan(spec)
-    images, mask = await asyncio.to_thread(check_inputs, inputs.images, inputs.mask)
-
-    owner = credential_id(key)
+    # A key the upstream just rejected stores nothing (its uploads would only fill the store).
+    state.jobs.refuse_if_rejected(spec.route.provider, owner)
+    images, mask = await state.workers.run(owner, check_inputs, inputs.images, inputs.mask, settings.max_image_pixels)
 
     async def publish(item: Checked | str) -> str:
         if isinstance(item, str):
@@ -122,15 +128,17 @@ def _invalid(message: str, param: str | None, code: str = "invalid_value") -> er
 
 
 # --- reading the request
-async def read_inputs(request: Request, limit: int) -> Inputs:
-    """The request's inputs, from multipart or JSON; the body is read with `limit` (413 beyond)."""
+async def read_inputs(request: Request, settings: Settings, owner: str, workers: FairPool) -> Inputs:
+    """The request's inputs, from multipart (SHIM_MAX_UPLOAD_BYTES) or JSON (SHIM_MAX_BODY_BYTES, the cap of
+    every JSON body: data: URLs count toward it); 413 beyond."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type == "multipart/form-data":
-        body = await inbound.read_body(request, limit)
+        body = await inbound.read_body(request, settings.max_upload_bytes, settings.body_timeout)
         return inputs_from_parts(parse_multipart(body, content_type))
     if media_type == "application/json" or media_type.endswith("+json"):
-        return inputs_from_json(inbound.parse_json(await inbound.read_body(request, limit)))
+        body = await inbound.read_body(request, settings.max_body_bytes, settings.body_timeout)
+        return inputs_from_json(await inbound.parse_json_off_loop(body, owner, workers))
     raise errors.UnsupportedMediaType(
         f"Unsupported Content-Type {media_type or 'none'!r}: send multipart/form-data with the image files, "
         "or application/json with image URLs.",
@@ -220,13 +228,18 @@ def _text(part: Part) -> str:
 
 
 # --- checking the files, before anything is spent
-def check_inputs(images: tuple[Input, ...], mask: Input | None) -> tuple[list[Checked | str], Checked | str | None]:
-    """Decode every uploaded file (PNG, JPEG or WEBP); the mask must be a PNG with transparent pixels and
-    the first image's size. URLs pass through unchecked (they are the upstream's to fetch)."""
-    checked: list[Checked | str] = [check_image(item, "image") if isinstance(item, bytes) else item for item in images]
+def check_inputs(
+    images: tuple[Input, ...], mask: Input | None, max_pixels: int
+) -> tuple[list[Checked | str], Checked | str | None]:
+    """Decode every uploaded file (PNG, JPEG or WEBP, at most `max_pixels`); the mask must be a PNG with
+    transparent pixels and the first image's size. URLs pass through unchecked (they are the upstream's to
+    fetch). CPU work: run it in the worker pool."""
+    checked: list[Checked | str] = [
+        check_image(item, "image", max_pixels) if isinstance(item, bytes) else item for item in images
+    ]
     if not isinstance(mask, bytes):
         return checked, mask
-    with _opened(mask, "mask") as image:
+    with _opened(mask, "mask", max_pixels) as image:
         fmt, size = image.format, image.size
         alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
         opaque = alpha and image.convert("RGBA").getchannel("A").getextrema()[0] == 255
@@ -249,14 +262,15 @@ def check_inputs(images: tuple[Input, ...], mask: Input | None) -> tuple[list[Ch
     return checked, Checked(mask, *FORMATS["PNG"], size)
 
 
-def check_image(data: bytes, param: str) -> Checked:
-    with _opened(data, param) as image:
+def check_image(data: bytes, param: str, max_pixels: int) -> Checked:
+    with _opened(data, param, max_pixels) as image:
         return Checked(data, *FORMATS[str(image.format)], image.size)
 
 
 @contextlib.contextmanager
-def _opened(data: bytes, param: str) -> Iterator[Image.Image]:
-    """A PNG, JPEG or WEBP image, verified and fully decoded, or a 400 naming `param`."""
+def _opened(data: bytes, param: str, max_pixels: int) -> Iterator[Image.Image]:
+    """A PNG, JPEG or WEBP image of at most `max_pixels`, verified and fully decoded, or a 400 naming `param`.
+    The pixel count is read from the header, so a decompression bomb costs nothing to refuse."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -265,6 +279,11 @@ def _opened(data: bytes, param: str) -> Iterator[Image.Image]:
                     raise _invalid(
                         f"Invalid '{param}': {probe.format} is not supported; send PNG, JPEG or WEBP.",
                         param,
+                    )
+                width, height = probe.size
+                if width * height > max_pixels:
+                    raise _invalid(
+                        f"Invalid '{param}': the image is {width}x{height}, more than {max_pixels} pixels.", param
                     )
                 probe.verify()  # structure and checksums; the image is unusable afterwards
             image = Image.open(io.BytesIO(data))

@@ -2,6 +2,7 @@
 
     ShimError                      status, OpenAI type/code/param, retry advice
     ├── InvalidRequest             400 invalid_request_error (param names the field)
+    │   ├── ClientDisconnected     the client left mid-body (nobody reads it)
     │   ├── ContentPolicyViolation 400 code content_policy_violation
     │   ├── PayloadTooLarge        413
     │   └── UnsupportedMediaType   415
@@ -55,16 +56,25 @@ class ShimError(Exception):
         self.headers: dict[str, str] = {}
 
     def redact(self, secret: str) -> ShimError:
-        """Remove a secret an upstream may have echoed into the message (keys never reach a client or a log)."""
+        """Remove a secret an upstream may have echoed into the message or its request id (keys never reach a
+        client or a log)."""
         if secret and secret in self.message:
             self.message = self.message.replace(secret, "[redacted]")
             self.args = (self.message,)
+        if secret and self.upstream_request_id and secret in self.upstream_request_id:
+            self.upstream_request_id = self.upstream_request_id.replace(secret, "[redacted]")
         return self
 
 
 class InvalidRequest(ShimError):
     status = 400
     type = "invalid_request_error"
+
+
+class ClientDisconnected(InvalidRequest):
+    """The client went away mid-request: nobody reads this answer (logged at info, not as an error)."""
+
+    code = "client_disconnected"
 
 
 class ContentPolicyViolation(InvalidRequest):

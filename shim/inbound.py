@@ -5,26 +5,42 @@ Every problem is a 4xx ShimError; nothing here can produce a 5xx.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from . import errors
+from .untrusted import is_token
+from .workers import FairPool
 
 MAX_DEPTH = 32
 
 
+#: Longer than any real API key; a header longer than this is not one.
+MAX_KEY_LENGTH = 512
+#: JSON bodies larger than this are parsed in the worker pool, not on the event loop.
+INLINE_JSON_BYTES = 64 << 10
+
+
 def credential(request: Request) -> str:
-    """The client's API key: `Authorization: Bearer <key>` or Azure-style `api-key: <key>`."""
+    """The client's API key: `Authorization: Bearer <key>` or Azure-style `api-key: <key>`.
+
+    A key must be visible ASCII without spaces (what every upstream issues): anything else (a byte 0xE9, a
+    control character) is refused with 401 here, never sent upstream where it could not even be encoded.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    api_key = request.headers.get("api-key", "").strip()
-    if api_key:
-        return api_key
+    key = token.strip() if scheme.lower() == "bearer" else ""
+    key = key or request.headers.get("api-key", "").strip()
+    if key:
+        if not is_token(key, MAX_KEY_LENGTH):
+            raise errors.AuthenticationFailed(
+                "Incorrect API key provided: an API key is visible ASCII characters without spaces."
+            )
+        return key
     raise errors.AuthenticationFailed(
         "You didn't provide an API key. Provide it in an Authorization header using Bearer auth "
         "(Authorization: Bearer YOUR_KEY) or in an api-key header.",
@@ -32,18 +48,25 @@ def credential(request: Request) -> str:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) anything over `limit` bytes, declared or streamed (chunked)."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, refusing (413) anything over `limit` bytes, declared or streamed (chunked), and (408)
+    a body still incomplete after `timeout` seconds: a client trickling bytes holds no connection for long."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise _too_large(limit)
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise errors.RequestTimeout(f"The request body did not arrive within {timeout:g} seconds.") from None
+    except ClientDisconnect:
+        raise errors.ClientDisconnected("The client disconnected while sending the request body.") from None
     return b"".join(chunks)
 
 
@@ -53,6 +76,14 @@ def _too_large(limit: int) -> errors.PayloadTooLarge:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+async def parse_json_off_loop(raw: bytes, owner: str, workers: FairPool) -> Any:
+    """`parse_json`, in the worker pool for bodies over INLINE_JSON_BYTES (a megabyte of `[0,0,...]` must not
+    hold the event loop)."""
+    if len(raw) <= INLINE_JSON_BYTES:
+        return parse_json(raw)
+    return await workers.run(owner, parse_json, raw)
 
 
 def parse_json(raw: bytes) -> Any:
@@ -93,11 +124,31 @@ def _check_depth(value: Any) -> None:
             stack.extend((v, depth + 1) for v in item)
         elif isinstance(item, float) and not math.isfinite(item):
             raise errors.InvalidRequest("Numbers must be finite.", code="invalid_json")
+        elif isinstance(item, str) and not _encodable(item):
+            raise _lone_surrogate()
+        if isinstance(item, dict) and not all(_encodable(k) for k in item):
+            raise _lone_surrogate()
+
+
+def _encodable(text: str) -> bool:
+    """False for strings with a lone surrogate (JSON's `"\\ud800"`): no upstream can be sent them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _lone_surrogate() -> errors.InvalidRequest:
+    return errors.InvalidRequest(
+        "The JSON body contains an invalid Unicode escape (a lone surrogate such as \\ud800).", code="invalid_json"
+    )
 
 
 def retry_count(request: Request) -> int:
+    """The SDK's retry number (0 for a first attempt, or when the header is anything but a few ASCII digits)."""
     raw = request.headers.get("x-stainless-retry-count", "0").strip()
-    return int(raw) if raw.isdigit() else 0
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else 0
 
 
 #: Node's fetch (openai-node, the Vercel AI SDK) gives up waiting for response headers at 300 s.

@@ -10,6 +10,7 @@ from typing import Any
 from . import errors
 from .sizes import size_problem
 from .types import ImageJob, JobResult, Operation, Route
+from .untrusted import printable
 
 MAX_PROMPT_REAPI = 4000
 MAX_N = 10
@@ -251,9 +252,10 @@ def render_error(error: errors.ShimError, request_id: str) -> tuple[int, dict[st
     if error.upstream_request_id and error.upstream_request_id not in message:
         message = f"{message} (upstream request_id: {error.upstream_request_id})"
     body = {"error": {"message": message, "type": error.type, "param": error.param, "code": error.code}}
-    headers = {**error.headers, "x-request-id": request_id}
+    headers = {name: printable(value, 1000) for name, value in error.headers.items()}
+    headers["x-request-id"] = request_id
     if error.upstream_request_id:
-        headers["x-upstream-request-id"] = error.upstream_request_id
+        headers["x-upstream-request-id"] = printable(error.upstream_request_id, 200)
     if error.should_retry is not None:
         headers["x-should-retry"] = "true" if error.should_retry else "false"
     if error.retry_after is not None:
