@@ -62,13 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # The shim's own lines (one per job event; ids and outcomes, never a key) beside uvicorn's.
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.drain_seconds) or None,
-    )
+    if args.command == "emulator":
+        uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level)
+        return 0
+    from .server import raise_open_files_limit, uvicorn_config
+
+    raise_open_files_limit()
+    uvicorn.Server(uvicorn_config(app, settings, host=args.host, port=args.port)).run()
     return 0
 
 

@@ -18,17 +18,23 @@ from shim.app import create_app
 from shim.config import Settings
 from shim.emulator.reapi import create_reapi_app
 from shim.emulator.reve2img import create_reve2img_app
+from shim.server import uvicorn_config
 
 #: Emulated latencies are the documented ones times this: low x 1k takes 0.2-0.4 s.
 TIME_SCALE = 0.01
 
 
 class ServedApp:
-    """An ASGI app served by uvicorn on an ephemeral 127.0.0.1 port in a background thread."""
+    """An ASGI app served by uvicorn on an ephemeral 127.0.0.1 port in a background thread; a shim app is
+    served exactly as the CLI serves it (`shim.server.uvicorn_config`), with its own settings."""
 
     def __init__(self, app: Any, port: int = 0) -> None:
         self.app = app
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        if isinstance(settings, Settings):
+            config = uvicorn_config(app, settings.replace(log_level="warning"), host="127.0.0.1", port=port)
+        else:
+            config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
