@@ -119,6 +119,8 @@ def encode_image(data: bytes, output_format: str, compression: int | None, max_p
                     data = _convert(opened, target, compression)
     except errors.ShimError:
         raise
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+        raise _paid_but_undeliverable(f"the result has more than the cap of {max_pixels} pixels") from None
     except Exception:  # Pillow raises many types for bytes that are not an image
         raise _paid_but_undeliverable("the upstream's result is not a readable image") from None
     return base64.b64encode(data).decode("ascii"), f"{width}x{height}"

@@ -367,7 +367,8 @@ def test_json_data_url_is_uploaded(public_shim, reapi_state, key) -> None:
 
 # --- the media URLs
 def test_media_cannot_be_listed_or_guessed(sdk, public_shim, reapi_state, key) -> None:
-    """/media/ lists nothing and a random token is a 404 in OpenAI's shape; an issued URL serves the bytes."""
+    """/media/ lists nothing and a random token is a 404 in OpenAI's shape; an issued URL served the upstream
+    the bytes while the task ran, and is released once the job is over."""
     for path in (
         "/media/",
         "/media",
@@ -380,8 +381,9 @@ def test_media_cannot_be_listed_or_guessed(sdk, public_shim, reapi_state, key) -
     source = photo((24, 24))
     sdk(public_shim).images.edit(model="gpt-image-1", image=("a.png", source, "image/png"), prompt="[latency=0.1] m")
     (task,) = tasks_of(reapi_state, key)
-    served = httpx.get(task.body["image_urls"][0])
-    assert served.content == source and served.headers["content-type"] == "image/png"
+    (fetched,) = task.fetched_inputs
+    assert (fetched["status"], fetched["sha256"]) == (200, hashlib.sha256(source).hexdigest())
+    assert httpx.get(task.body["image_urls"][0]).status_code == 404
     assert json.loads(httpx.get(public_shim.url + "/media/").text)["error"]["code"] == "not_found"
 
 
