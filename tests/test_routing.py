@@ -310,7 +310,12 @@ def test_plan_rejects(fields, param) -> None:
                 "error": {"code": "TIMEOUT", "message": "The task timed out."},
             },
             Task("abc123", "failed", error_code="TIMEOUT", error_message="The task timed out."),
-            id="failed",
+            id="failed-name-in-code",
+        ),
+        pytest.param(
+            {"task_id": "abc123", "status": "FAILED", "error": {"code": 504, "message": "TIMEOUT"}},
+            Task("abc123", "failed", error_code="TIMEOUT", error_message="code 504"),
+            id="failed-status-in-code-name-in-message",
         ),
         pytest.param(
             {"task_id": "abc123", "status": "SUCCESS", "response": {"resultUrls": []}},
@@ -348,6 +353,58 @@ def test_task_failure(code, error, status) -> None:
     """A FAILED task becomes the client's error with the status of its code, naming the task."""
     failure = codec.task_failure(Task("t-1", "failed", error_code=code, error_message="m"))
     assert type(failure) is error and failure.status == status and "t-1" in failure.message
+
+
+@pytest.mark.parametrize(
+    ("error", "name", "status", "kind"),
+    [
+        pytest.param({"code": "TIMEOUT", "message": "timed out"}, "TIMEOUT", 504, errors.TaskFailed, id="name-in-code"),
+        pytest.param({"code": 504, "message": "TIMEOUT"}, "TIMEOUT", 504, errors.TaskFailed, id="envelope-504"),
+        pytest.param(
+            {"code": 503, "message": "SERVICE_UNAVAILABLE"}, "SERVICE_UNAVAILABLE", 503, errors.TaskFailed, id="env-503"
+        ),
+        pytest.param(
+            {"code": 400, "message": "CONTENT_POLICY_VIOLATION"},
+            "CONTENT_POLICY_VIOLATION",
+            400,
+            errors.ContentPolicyViolation,
+            id="envelope-moderated",
+        ),
+        pytest.param(
+            {"code": 500, "message": "GENERATION_FAILED"}, "GENERATION_FAILED", 502, errors.TaskFailed, id="env-500"
+        ),
+        pytest.param({"code": 504}, "TIMEOUT", 504, errors.TaskFailed, id="status-only-504"),
+        pytest.param({"code": "503"}, "SERVICE_UNAVAILABLE", 503, errors.TaskFailed, id="status-only-as-text"),
+        pytest.param(
+            {"code": 400, "message": "Output rejected by content moderation"},
+            "CONTENT_POLICY_VIOLATION",
+            400,
+            errors.ContentPolicyViolation,
+            id="status-and-moderation-words",
+        ),
+        pytest.param({"message": "the GPU caught fire"}, "GENERATION_FAILED", 502, errors.TaskFailed, id="unknown"),
+        pytest.param({}, "GENERATION_FAILED", 502, errors.TaskFailed, id="no-error-object"),
+        pytest.param({"code": "timeout", "message": 7}, "TIMEOUT", 504, errors.TaskFailed, id="lower-case-name"),
+    ],
+)
+def test_failed_task_under_every_reading(error, name, status, kind) -> None:
+    """A FAILED task's error names the same failure whichever field carries the NAME or only a status."""
+    task = codec.parse_task({"task_id": "t-2", "status": "FAILED", "error": error})
+    assert task.error_code == name
+    failure = codec.task_failure(task)
+    assert type(failure) is kind and failure.status == status and "t-2" in failure.message and name in failure.message
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param({"code": 504, "message": "TIMEOUT", "detail": "slow"}, id="name-in-message"),
+        pytest.param({"code": "TIMEOUT", "message": "slow"}, id="name-in-code"),
+    ],
+)
+def test_map_error_reads_the_name_from_either_field(payload) -> None:
+    """An error envelope's NAME is found in `message` (the reference) or in `code`."""
+    assert type(codec.map_error(504, payload, 1.0, submitting=True)) is errors.SubmitOutcomeUnknown
 
 
 ROWS = [  # the reference's error table: (HTTP, message)

@@ -6,8 +6,9 @@ PNGs are the shared emulator helpers `ratelimit` and `images`. Nothing here impo
 
 Prompt markers (anywhere in the prompt):
     [moderated]            400 CONTENT_POLICY_VIOLATION at submit; no task, no charge.
-    [moderated_output]     the task ends FAILED, error.code CONTENT_POLICY_VIOLATION, refunded.
-    [fail=CODE]            CODE is GENERATION_FAILED, TIMEOUT or SERVICE_UNAVAILABLE: ends FAILED, refunded.
+    [moderated_output]     the task ends FAILED, error {code: 400, message: CONTENT_POLICY_VIOLATION}, refunded.
+    [fail=NAME]            NAME is GENERATION_FAILED, TIMEOUT or SERVICE_UNAVAILABLE: ends FAILED with error
+                           {code: <its HTTP status>, message: NAME}, refunded.
     [latency=S]            ready after exactly S real seconds (time_scale is not applied).
     [submit500]            500 GENERATION_FAILED at submit; no task, no charge.
     [submit503]            503 SERVICE_UNAVAILABLE at submit; no task, no charge.
@@ -42,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shim.emulator.images import render_png
 from shim.emulator.ratelimit import SlidingWindowLimiter, retry_after_seconds
 from shim.emulator.reve2img_catalog import (
+    ERROR_STATUS,
     ERROR_TEXT,
     MODELS,
     ApiError,
@@ -230,7 +232,9 @@ class Reve2imgEmulator:
             task.result_urls = [f"{task.base_url}/cdn/{task.id}/0.png"]
             return
         task.status = "FAILED"
-        task.error = {"code": task.fate, "message": ERROR_TEXT[task.fate]}
+        # "data.error contains a code and message": which field holds the NAME is not said, so the strictest
+        # reading, by analogy with the error envelope, puts the HTTP status in `code`, the NAME in `message`.
+        task.error = {"code": ERROR_STATUS[task.fate], "message": task.fate}
         if not task.refunded:
             self._balances[task.key] = self._balance(task.key) + task.credits_charged
             task.refunded = True

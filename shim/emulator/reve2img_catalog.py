@@ -261,7 +261,7 @@ class TaskRecord:
     polls: int = 0
     refunded: bool = False
     result_urls: list[str] = field(default_factory=list)
-    error: dict[str, str] | None = None
+    error: dict[str, int | str] | None = None
 
 
 def key_digest(key: str) -> str:

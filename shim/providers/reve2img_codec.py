@@ -1,5 +1,5 @@
-"""reve2img's wire format, pure: jobs to /api/v1/generate bodies, status envelopes to Task, errors (named
-by `message`) to ours.
+"""reve2img's wire format, pure: jobs to /api/v1/generate bodies, status envelopes to Task, errors and
+failed tasks (named by a NAME of the reference's error table, wherever it is) to ours.
 
 The reference lists no model catalog (its category pages are not in our documents); the catalog and
 aspect-ratio sizes below are the ones our emulator implements, and the README says so.
@@ -37,6 +37,19 @@ PRIORS: dict[str, LatencyPrior] = {
     "reve2img/seedream-4.0": LatencyPrior(20, 40),
 }
 STATUSES: dict[str, TaskStatus] = {"IN_PROGRESS": "processing", "SUCCESS": "completed", "FAILED": "failed"}
+#: The reference's error table, NAME -> HTTP status ("Errors return the HTTP status code in both the HTTP
+#: response and `code`, with a machine-readable `message`").
+ERROR_STATUS: dict[str, int] = {
+    "INVALID_PROMPT": 400, "INVALID_MODEL": 400, "INVALID_PARAMETER": 400, "CONTENT_POLICY_VIOLATION": 400,
+    "INVALID_API_KEY": 401, "INSUFFICIENT_CREDITS": 402, "TASK_NOT_FOUND": 404, "RATE_LIMITED": 429,
+    "TOO_MANY_TASKS": 429, "GENERATION_FAILED": 500, "SERVICE_UNAVAILABLE": 503, "TIMEOUT": 504,
+}  # fmt: skip
+#: A bare HTTP status -> the NAME it stands for when no NAME came with it (400 and 429 have several; the
+#: generic one is chosen, and moderation is recognised by its words).
+STATUS_NAMES: dict[int, str] = {
+    400: "INVALID_PARAMETER", 401: "INVALID_API_KEY", 402: "INSUFFICIENT_CREDITS", 404: "TASK_NOT_FOUND",
+    429: "RATE_LIMITED", 500: "GENERATION_FAILED", 503: "SERVICE_UNAVAILABLE", 504: "TIMEOUT",
+}  # fmt: skip
 
 
 def aspect_ratio(size: str | None) -> str | None:
@@ -90,14 +103,48 @@ def parse_task(data: Mapping[str, Any]) -> Task:
     credits = data.get("consumed_credits")
     if status == "completed" and not urls:
         status, error = "failed", {"code": "GENERATION_FAILED", "message": "SUCCESS without resultUrls"}
+    name, text = read_failure(error) if status == "failed" else (None, None)
     return Task(
         id=str(data.get("task_id", "")),
         status=status,
         image_urls=urls,
-        error_code=str(error["code"]) if error.get("code") else None,
-        error_message=str(error["message"]) if error.get("message") else None,
+        error_code=name,
+        error_message=text,
         credits=credits if isinstance(credits, int) and not isinstance(credits, bool) else None,
     )
+
+
+def _status_of(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def read_failure(error: Mapping[str, Any]) -> tuple[str, str | None]:
+    """A FAILED task's `data.error` ("contains a code and message") -> (NAME, the rest of its text).
+
+    The reference does not say which field holds the NAME, so every reading is accepted: the NAME in `code`
+    (`{"code": "TIMEOUT", "message": "..."}`); the HTTP status in `code` and the NAME in `message`, as in
+    its error envelope (`{"code": 504, "message": "TIMEOUT"}`); a status alone (`{"code": 504}`); or text
+    that names nothing (`GENERATION_FAILED`, or `CONTENT_POLICY_VIOLATION` when it speaks of moderation).
+    """
+    fields = [error.get(name) for name in ("code", "message", "detail")]
+    texts = [str(value).strip() for value in fields if value is not None and str(value).strip()]
+    name = next((t.upper() for t in texts if t.upper() in ERROR_STATUS), None)
+    status = next((s for s in map(_status_of, fields[:2]) if s is not None), None)
+    rest = [t for t in texts if t.upper() != name and _status_of(t) is None]
+    if name is None:
+        words = " ".join(rest).lower()
+        if "moderat" in words or "content polic" in words:
+            name = "CONTENT_POLICY_VIOLATION"
+        else:
+            name = STATUS_NAMES.get(status or 500, "GENERATION_FAILED")
+    detail = "; ".join(rest)
+    if status is not None:
+        detail = f"{detail} (code {status})" if detail else f"code {status}"
+    return name, detail or None
 
 
 def task_failure(task: Task) -> errors.ShimError:
@@ -111,9 +158,11 @@ def task_failure(task: Task) -> errors.ShimError:
 
 
 def map_error(status: int, payload: object, retry_after: float, *, submitting: bool) -> Exception:
-    """An error answer -> ours, by its `message` name (the HTTP status when the name is unknown)."""
+    """An error answer -> ours, by its NAME (the HTTP status when the name is unknown)."""
     body = payload if isinstance(payload, Mapping) else {}
-    name = str(body.get("message") or "")
+    # The envelope puts the NAME in `message`; a NAME found in `code` instead is read the same way.
+    candidates = (str(body.get(field) or "").strip().upper() for field in ("message", "code"))
+    name = next((c for c in candidates if c in ERROR_STATUS), str(body.get("message") or ""))
     detail = str(body.get("detail") or name or f"HTTP {status}")[:500]
     upstream = f"reve2img {status} {name}: {detail}"
     if name in ("RATE_LIMITED", "TOO_MANY_TASKS") or status == 429:
