@@ -31,7 +31,7 @@ def test_gpt_image_b64_default(sdk, shim_server, key, reapi_state) -> None:
     assert (result.size, result.quality, result.output_format) == ("1024x1024", "low", "png")
     (task,) = tasks_of(reapi_state, key)
     assert task.body["model"] == "gpt-image-2-official"
-    assert task.body["size"] == "1024x1024" and task.body["quality"] == "low"
+    assert task.body["size"] == "1:1" and task.body["quality"] == "low"
 
 
 async def test_async_sdk_url(shim_server, key, reapi_state) -> None:
@@ -53,17 +53,20 @@ async def test_async_sdk_url(shim_server, key, reapi_state) -> None:
             "dall-e-3",
             "1792x1024",
             "hd",
-            {"size": "1792x1024", "resolution": "2k", "quality": "high"},
+            {"size": "16:9", "resolution": "2k", "quality": "high"},
             (2048, 1152),
         ),
         (
             "dall-e-3",
             "1024x1024",
             None,
-            {"size": "1024x1024", "resolution": "1k", "quality": "medium"},
+            {"size": "1:1", "resolution": "1k", "quality": "medium"},
             (1024, 1024),
         ),
-        ("gpt-image-1", "1536x1024", "medium", {"size": "1536x1024", "resolution": "1k"}, (1536, 1024)),
+        ("gpt-image-1", "1536x1024", "medium", {"size": "3:2", "resolution": "1k"}, (1536, 1024)),
+        pytest.param(
+            "gpt-image-1", "3840x2160", "low", {"size": "16:9", "resolution": "4k"}, (3840, 2160), id="4k-pixels"
+        ),
         ("gpt-image-2", "16:9", None, {"size": "16:9"}, (1536, 864)),
         ("dall-e-2", "1024x1536", None, {"size": "2:3", "resolution": "1k"}, (1024, 1536)),
     ],

@@ -18,8 +18,7 @@ OFFICIAL = "gpt-image-2-official"
 CATALOG: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in (
-        ModelSpec(OFFICIAL, max_batch=4, pixel_sizes=True, quality=True, background=True, moderation=True,
-                  mask=True),
+        ModelSpec(OFFICIAL, max_batch=4, quality=True, background=True, moderation=True, mask=True),
         ModelSpec("gpt-image-2"),
         ModelSpec("gemini-2.5-flash-image-preview"),
         ModelSpec("gemini-3-pro-image-preview"),
@@ -88,12 +87,14 @@ def _require_4k_widescreen(ratio: str | None, resolution: str | None) -> None:
         )
 
 
-def map_size(size: str | None, resolution: str | None, spec: ModelSpec) -> tuple[str | None, str | None, str]:
+def map_size(size: str | None, resolution: str | None) -> tuple[str | None, str | None, str]:
     """OpenAI size (+ optional reAPI resolution) -> (upstream size, upstream resolution, reported size).
 
-    WxH goes out as exact pixels where the channel takes them, else as the nearest ratio; the tier is the
-    given resolution, else the smallest tier whose cell is not smaller than the request (4k only for the
-    six widescreen ratios, so never an upstream-invalid combination).
+    WxH goes out as the nearest ratio with a tier, on every channel: the tier is the given resolution, else
+    the smallest tier whose cell is not smaller than the request (4k only for the six widescreen ratios).
+    The official channel also takes a pixel string, but the document says 4k "requires size to be one of
+    16:9, 9:16, 2:1, 1:2, 21:9, or 9:21" and does not say how a pixel string and a resolution combine; a
+    ratio with a tier is valid under every reading and names exactly the documented cell.
     """
     if size is None or size == "auto":
         _require_4k_widescreen(None, resolution)
@@ -114,8 +115,7 @@ def map_size(size: str | None, resolution: str | None, spec: ModelSpec) -> tuple
         fitting = [t for t in allowed if PIXELS[ratio][t][0] >= width and PIXELS[ratio][t][1] >= height]
         tier = fitting[0] if fitting else allowed[-1]
     cell = PIXELS[ratio][tier]
-    upstream_size = size if spec.pixel_sizes else ratio
-    return upstream_size, tier, "x".join(map(str, cell))
+    return ratio, tier, "x".join(map(str, cell))
 
 
 def _batches(n: int, max_batch: int) -> list[int]:
@@ -144,7 +144,7 @@ def plan(job: ImageJob) -> list[Submission]:
             param="image",
             code="invalid_value",
         )
-    size, resolution, reported = map_size(job.size, job.resolution, spec)
+    size, resolution, reported = map_size(job.size, job.resolution)
     body: dict[str, Any] = {"model": model, "prompt": job.prompt}
     if size is not None:
         body["size"] = size
