@@ -27,7 +27,8 @@ class ReapiProvider(HttpAdapter):
             )
         )
         payload = json_or_none(response)
-        if response.status_code == 200 and isinstance(payload, Mapping) and payload.get("id"):
+        # Any 2xx naming a task created it (a 201 or 202 is as paid as a 200): never abandon it.
+        if 200 <= response.status_code < 300 and isinstance(payload, Mapping) and payload.get("id"):
             return codec.parse_task(payload)
         error = codec.map_error(response.status_code, payload, retry_after_seconds(response.headers))
         if isinstance(error, errors.UpstreamTransient):
@@ -39,6 +40,6 @@ class ReapiProvider(HttpAdapter):
             self._http.get(f"{self._base}/tasks/{task_id}", headers=self._auth(key), timeout=self._timeout)
         )
         payload = json_or_none(response)
-        if response.status_code == 200 and isinstance(payload, Mapping):
+        if 200 <= response.status_code < 300 and isinstance(payload, Mapping):
             return codec.parse_task(payload)
         raise codec.map_error(response.status_code, payload, retry_after_seconds(response.headers))
