@@ -11,7 +11,8 @@ from . import errors
 from .sizes import size_problem
 from .types import ImageJob, JobResult, Operation, Route
 
-MAX_PROMPT_REAPI = 4000
+#: OpenAI's longest prompt (gpt-image-1's 32,000 characters); an upstream's own cap is its codec's to apply.
+MAX_PROMPT = 32000
 MAX_N = 10
 
 QUALITIES = ("auto", "low", "medium", "high", "standard", "hd", "xhigh", "max")
@@ -115,6 +116,17 @@ class _Fields:
         return tuple(value)
 
 
+def prompt_too_long(length: int, limit: int, model: str | None = None) -> errors.InvalidRequest:
+    """OpenAI's error for a prompt over a limit (the wire's own, or a model's)."""
+    where = f" for model '{model}'" if model else ""
+    return _fail(
+        f"Invalid 'prompt': string too long. Expected a string with maximum length {limit}{where}, "
+        f"but got a string with length {length} instead.",
+        "prompt",
+        "string_above_max_length",
+    )
+
+
 def check_public_url(url: str, param: str) -> None:
     lowered = url.strip().lower()
     if not lowered.startswith(("http://", "https://")) or len(url) > 4096:
@@ -159,13 +171,8 @@ def parse_image_request(
         prompt = ""
     if prompt is None or (operation != "variation" and not prompt.strip()):
         raise _fail("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
-    if len(prompt) > MAX_PROMPT_REAPI:
-        raise _fail(
-            f"Invalid 'prompt': string too long. Expected a string with maximum length {MAX_PROMPT_REAPI}, "
-            f"but got a string with length {len(prompt)} instead.",
-            "prompt",
-            "string_above_max_length",
-        )
+    if len(prompt) > MAX_PROMPT:
+        raise prompt_too_long(len(prompt), MAX_PROMPT)
 
     n = fields.integer("n", 1, MAX_N) or 1
     size = fields.string("size") or _str(defaults.get("size"))

@@ -163,6 +163,7 @@ def test_insufficient_quota_is_not_retried(sdk, shim_server, reapi_state, key) -
         ({"prompt": ""}, "prompt"),
         ({"prompt": "x", "quality": "ultra"}, "quality"),
         ({"prompt": "x", "model": "gpt-image-2", "size": "1:1", "resolution": "4k"}, "resolution"),
+        ({"prompt": "x" * 4001, "model": "gpt-image-1"}, "prompt"),  # the official channel's documented cap
     ],
 )
 def test_validation_never_calls_upstream(shim_server, reapi_state, key, body, param) -> None:

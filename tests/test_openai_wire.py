@@ -69,7 +69,7 @@ def test_dalle3_defaults_to_standard_quality() -> None:
     [
         pytest.param({}, "prompt", id="missing-prompt"),
         pytest.param({"prompt": ""}, "prompt", id="empty-prompt"),
-        pytest.param({"prompt": "x" * 4001}, "prompt", id="long-prompt"),
+        pytest.param({"prompt": "x" * 32_001}, "prompt", id="longer-than-openai-allows"),
         pytest.param({"prompt": 5}, "prompt", id="prompt-type"),
         pytest.param({"prompt": "x", "n": 0}, "n", id="n-low"),
         pytest.param({"prompt": "x", "n": 11}, "n", id="n-high"),

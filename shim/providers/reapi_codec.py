@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import errors
+from ..openai_wire import prompt_too_long
 from ..pacing import LatencyPrior
 from ..sizes import nearest_ratio, parse_pixels
 from ..types import ImageJob, Task, TaskStatus
@@ -132,10 +133,16 @@ def _unsupported(field: str, model: str, param: str) -> errors.InvalidRequest:
     )
 
 
+#: "prompt — string, 1–4,000 characters" (gpt-image-2-official); applied to every reAPI channel.
+MAX_PROMPT = 4000
+
+
 def plan(job: ImageJob) -> list[Submission]:
     """The reAPI submissions for a job: batches of up to 4 on the official channel, n tasks elsewhere."""
     model = job.route.upstream_model
     spec = CATALOG[model]
+    if len(job.prompt) > MAX_PROMPT:
+        raise prompt_too_long(len(job.prompt), MAX_PROMPT, job.route.public_id)
     if job.mask_url and not spec.mask:
         raise _unsupported("mask", job.route.public_id, "mask")
     if len(job.image_urls) > spec.max_image_urls:

@@ -1,8 +1,10 @@
 """reve2img's wire format, pure: jobs to /api/v1/generate bodies, status envelopes to Task, errors and
 failed tasks (named by a NAME of the reference's error table, wherever it is) to ours.
 
-The reference lists no model catalog (its category pages are not in our documents); the catalog and
-aspect-ratio sizes below are the ones our emulator implements, and the README says so.
+The reference lists no model catalog (its category pages are not in our documents); the catalog below is
+the one our emulator implements, and the README says so. Nor does it list aspect ratios, image_urls limits,
+prompt lengths or output pixels: the shim invents none of them. It passes the client's values through and
+maps the upstream's documented INVALID_PARAMETER back to a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -19,17 +21,12 @@ from . import ModelSpec, Submission, url_strings
 CATALOG: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in (
-        ModelSpec("reve-2.0", synchronous=True, max_image_urls=4),
-        ModelSpec("reve-2.0-fast", synchronous=True, max_image_urls=4),
-        ModelSpec("flux-2", max_image_urls=4),
-        ModelSpec("seedream-4.0", max_image_urls=4),
+        ModelSpec("reve-2.0", synchronous=True),
+        ModelSpec("reve-2.0-fast", synchronous=True),
+        ModelSpec("flux-2"),
+        ModelSpec("seedream-4.0"),
     )
 }
-ASPECT_SIZES: dict[str, tuple[int, int]] = {
-    "1:1": (1024, 1024), "16:9": (1360, 768), "9:16": (768, 1360), "4:3": (1152, 864),
-    "3:4": (864, 1152), "3:2": (1248, 832), "2:3": (832, 1248),
-}  # fmt: skip
-ASPECTS = tuple(ASPECT_SIZES)
 PRIORS: dict[str, LatencyPrior] = {
     "reve2img/reve-2.0": LatencyPrior(0.5, 2.0),
     "reve2img/reve-2.0-fast": LatencyPrior(0.5, 1.0),
@@ -53,16 +50,15 @@ STATUS_NAMES: dict[int, str] = {
 
 
 def aspect_ratio(size: str | None) -> str | None:
-    """OpenAI size -> the nearest supported aspect_ratio; None (the upstream's default) for auto/absent."""
+    """OpenAI size -> aspect_ratio: a ratio as given, WxH as the nearest of the shim's ratio vocabulary
+    (`sizes.RATIOS`); None (the upstream's default) for auto/absent. Which ratios a model takes is the
+    upstream's to say: an unsupported one comes back as INVALID_PARAMETER, never silently replaced."""
     if size is None or size == "auto":
         return None
-    if size in ASPECT_SIZES:
-        return size
     pixels = parse_pixels(size)
     if pixels is None:
-        w, h = (int(p) for p in size.split(":"))
-        pixels = (w, h)
-    return nearest_ratio(pixels[0], pixels[1], ASPECTS)
+        return size
+    return nearest_ratio(pixels[0], pixels[1])
 
 
 def plan(job: ImageJob) -> list[Submission]:
@@ -88,8 +84,8 @@ def plan(job: ImageJob) -> list[Submission]:
         body["aspect_ratio"] = ratio
     if job.image_urls:
         body["image_urls"] = list(job.image_urls)
-    w, h = ASPECT_SIZES[ratio or "1:1"]
-    return [Submission(body, 1, f"reve2img/{model}", f"{w}x{h}", None, "opaque") for _ in range(job.n)]
+    # The output pixels are not documented: the size is reported only when read from a downloaded image.
+    return [Submission(body, 1, f"reve2img/{model}", None, None, "opaque") for _ in range(job.n)]
 
 
 def parse_task(data: Mapping[str, Any]) -> Task:
@@ -157,6 +153,15 @@ def task_failure(task: Task) -> errors.ShimError:
     return errors.TaskFailed(f"{detail}. Failed tasks are not charged.", status=status, task_id=task.id)
 
 
+#: Wire fields an INVALID_PARAMETER detail may name -> the OpenAI parameter they came from.
+_FIELDS = (("aspect_ratio", "size"), ("image_urls", "image"), ("prompt", "prompt"), ("model", "model"))
+
+
+def _param_of(detail: str) -> str | None:
+    lowered = detail.lower()
+    return next((param for field, param in _FIELDS if field in lowered), None)
+
+
 def map_error(status: int, payload: object, retry_after: float, *, submitting: bool) -> Exception:
     """An error answer -> ours, by its NAME (the HTTP status when the name is unknown)."""
     body = payload if isinstance(payload, Mapping) else {}
@@ -179,8 +184,10 @@ def map_error(status: int, payload: object, retry_after: float, *, submitting: b
             "Top up the reve2img balance; retrying will not help."
         )
     if name in ("INVALID_PROMPT", "INVALID_MODEL", "INVALID_PARAMETER") or status == 400:
-        param = {"INVALID_PROMPT": "prompt", "INVALID_MODEL": "model"}.get(name)
-        return errors.InvalidRequest(f"The upstream rejected the request ({upstream}).", param=param)
+        param = {"INVALID_PROMPT": "prompt", "INVALID_MODEL": "model"}.get(name) or _param_of(detail)
+        return errors.InvalidRequest(
+            f"The upstream rejected the request ({upstream}).", param=param, code="invalid_value"
+        )
     if name == "TASK_NOT_FOUND" or status == 404:
         return errors.UpstreamError(f"The upstream does not know this task ({upstream}).")
     if submitting:
