@@ -137,11 +137,28 @@ def check_public_url(url: str, param: str) -> None:
         )
 
 
+def is_gpt_image(model_id: str) -> bool:
+    """OpenAI's GPT image ids (gpt-image-*, chatgpt-image-*), which answer b64_json and report usage."""
+    return model_id.startswith(("gpt-image-", "chatgpt-image-"))
+
+
 def default_response_format(model_id: str, override: str | None) -> str:
     """OpenAI's behaviour: GPT image models answer b64_json, the legacy DALL-E ids answer url."""
     if override:
         return override
-    return "b64_json" if model_id.startswith(("gpt-image-", "chatgpt-image-")) else "url"
+    return "b64_json" if is_gpt_image(model_id) else "url"
+
+
+def usage() -> dict[str, Any]:
+    """OpenAI's `usage` object for GPT image models. Neither upstream reports tokens, so every count is 0
+    (the upstream's own cost, where reported, is in `x-upstream-credits`)."""
+    return {
+        "input_tokens": 0,
+        "input_tokens_details": {"text_tokens": 0, "image_tokens": 0},
+        "output_tokens": 0,
+        "output_tokens_details": {"text_tokens": 0, "image_tokens": 0},
+        "total_tokens": 0,
+    }
 
 
 def parse_image_request(
@@ -249,6 +266,8 @@ def render_images(job: ImageJob, result: JobResult) -> dict[str, Any]:
     ):
         if value is not None:
             body[key] = value
+    if is_gpt_image(job.route.public_id):  # clients of these ids read it (Dify: usage.total_tokens)
+        body["usage"] = usage()
     return body
 
 
