@@ -137,6 +137,16 @@ def check_public_url(url: str, param: str) -> None:
         )
 
 
+#: Fields only OpenAI's GPT image models take, and values of shared fields that only they accept ("auto",
+#: "low"... qualities; size "auto"). A request carrying one comes from a client written for GPT image
+#: models, which read b64_json only, so it is answered b64_json when it names no response_format.
+GPT_IMAGE_FIELDS = ("output_format", "output_compression", "background", "moderation")
+GPT_IMAGE_VALUES: dict[str, tuple[str, ...]] = {
+    "quality": ("auto", "low", "medium", "high", "xhigh", "max"),
+    "size": ("auto",),
+}
+
+
 def is_gpt_image(model_id: str) -> bool:
     """OpenAI's GPT image ids (gpt-image-*, chatgpt-image-*), which answer b64_json and report usage."""
     return model_id.startswith(("gpt-image-", "chatgpt-image-"))
@@ -199,7 +209,9 @@ def parse_image_request(
         if problem:
             raise _fail(problem, "size")
     quality = fields.string("quality", QUALITIES, lower=True) or _str(defaults.get("quality"))
-    response_format = fields.string("response_format", RESPONSE_FORMATS)
+    response_format = fields.string("response_format", RESPONSE_FORMATS) or _str(defaults.get("response_format"))
+    if response_format is None and _written_for_gpt_image(fields):
+        response_format = "b64_json"
     output_format = fields.string("output_format", None, lower=True) or _str(defaults.get("output_format"))
     if output_format == "jpg":
         output_format = "jpeg"
@@ -247,6 +259,16 @@ def parse_image_request(
 
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _written_for_gpt_image(fields: _Fields) -> bool:
+    """Whether the body itself (not a configured default) uses a GPT-image-only field or value."""
+    if any(fields._raw(name) is not None for name in GPT_IMAGE_FIELDS):
+        return True
+    return any(
+        isinstance(value, str) and value.strip().lower() in values
+        for value, values in ((fields._raw(name), values) for name, values in GPT_IMAGE_VALUES.items())
+    )
 
 
 def render_images(job: ImageJob, result: JobResult) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import errors
 from .config import ConfigurationError
-from .openai_wire import BACKGROUNDS, MODERATIONS, OUTPUT_FORMATS, QUALITIES, RESOLUTIONS
+from .openai_wire import BACKGROUNDS, MODERATIONS, OUTPUT_FORMATS, QUALITIES, RESOLUTIONS, RESPONSE_FORMATS
 from .sizes import size_problem
 from .types import Route
 
@@ -38,6 +38,7 @@ DEFAULTABLE: dict[str, tuple[str, ...] | None] = {
     "moderation": MODERATIONS,
     "output_format": (*OUTPUT_FORMATS, "jpg"),
     "resolution": RESOLUTIONS,
+    "response_format": RESPONSE_FORMATS,  # the model's answer when the request names none
 }
 
 

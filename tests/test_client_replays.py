@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterator
 
+import httpx
+import pytest
 from PIL import Image
+
+from .conftest import SelfAddressedShim, ServedApp
 
 
 def decode(b64: str) -> Image.Image:
-    return Image.open(io.BytesIO(base64.b64decode(b64)))
+    return decode_bytes(base64.b64decode(b64))
+
+
+def decode_bytes(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
 
 
 def tasks_of(state, key: str) -> list:
@@ -52,3 +61,113 @@ def test_dall_e_answers_carry_no_usage(sdk, shim_server, key) -> None:
     """A DALL-E id answers without usage, as OpenAI's DALL-E models did."""
     raw = sdk(shim_server, key).images.with_raw_response.generate(model="dall-e-3", prompt="[latency=0.1] a fox")
     assert "usage" not in raw.http_response.json() and raw.parse().data[0].url
+
+
+# --- LibreChat: DALLE3.js (openai-node), OpenAIImageTools.js image_gen_oai / image_edit_oai ---------------
+@pytest.fixture(scope="module")
+def public_shim(reapi_upstream, reve2img_upstream) -> Iterator[ServedApp]:
+    """A shim with SHIM_PUBLIC_URL set to its own address, so edit uploads can be served to the upstream."""
+    server = SelfAddressedShim(reapi_upstream, reve2img_upstream).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def photo(size: tuple[int, int] = (64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 40)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_librechat_dalle3_tool_reads_url(public_shim, reapi_state, key) -> None:
+    """LibreChat's DALL-E 3 tool sends dall-e-3 / standard / vivid / a size / n 1, no response_format, and
+    downloads data[0].url: the same shim that answers its GPT-style tools b64_json answers it a URL."""
+    body = {"model": "dall-e-3", "quality": "standard", "style": "vivid", "size": "1792x1024"}
+    response = httpx.post(
+        public_shim.url + "/v1/images/generations",
+        json={**body, "prompt": "[latency=0.1] a harbour at dusk", "n": 1},
+        headers=auth(key),
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    url = response.json()["data"][0]["url"]
+    assert decode_bytes(httpx.get(url, timeout=30).content).size == (2048, 1152)
+    (task,) = tasks_of(reapi_state, key)
+    assert (task.body["model"], task.body["quality"]) == ("gpt-image-2-official", "medium")
+
+
+def test_librechat_image_gen_oai_on_a_reve_model_reads_b64(public_shim, reve2img_state, key) -> None:
+    """image_gen_oai with IMAGE_GEN_OAI_MODEL=reve-2.0 sends background/output_format/quality/size (no
+    response_format) and reads only data[0].b64_json: its GPT-image fields get it b64_json."""
+    body = {
+        "model": "reve-2.0",
+        "prompt": "a red kite over dunes",
+        "n": 1,
+        "background": "auto",
+        "output_format": "png",
+        "quality": "auto",
+        "size": "auto",
+    }
+    response = httpx.post(public_shim.url + "/v1/images/generations", json=body, headers=auth(key), timeout=30)
+    assert response.status_code == 200, response.text
+    assert decode(response.json()["data"][0]["b64_json"]).format == "PNG"
+    (task,) = tasks_of(reve2img_state, key)
+    assert task.body == {"model": "reve-2.0", "prompt": "a red kite over dunes"}
+
+
+def test_librechat_image_edit_oai_chunked_reads_b64(public_shim, reve2img_state, key) -> None:
+    """image_edit_oai posts axios form-data, chunked with no Content-Length: model, prompt, quality auto,
+    size auto and repeated image[] parts; it reads only data[0].b64_json."""
+    boundary = "--------------------------" + "7" * 24
+    files = [photo(), photo((32, 32))]
+    parts = [("model", b"reve-2.0", None), ("prompt", b"put a hat on it", None), ("quality", b"auto", None)]
+    parts += [("size", b"auto", None)]
+    parts += [("image[]", data, f"img-{i}.png") for i, data in enumerate(files)]
+    body = b""
+    for name, data, filename in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        head = f"Content-Disposition: {disposition}\r\n" + ("Content-Type: image/png\r\n" if filename else "")
+        body += f"--{boundary}\r\n{head}\r\n".encode() + data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 500):
+            yield body[start : start + 500]
+
+    response = httpx.post(
+        public_shim.url + "/v1/images/edits",
+        content=chunks(),
+        headers={**auth(key), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        timeout=30,
+    )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 200, response.text
+    assert decode(response.json()["data"][0]["b64_json"]).format == "PNG"
+    (task,) = tasks_of(reve2img_state, key)
+    assert len(task.body["image_urls"]) == 2 and all(u.startswith(public_shim.url) for u in task.body["image_urls"])
+
+
+# --- Haystack: haystack/components/generators/openai_image_generator.py ------------------------------------
+@pytest.mark.parametrize(
+    ("model", "quality", "state"),
+    [
+        pytest.param("reve-2.0", "auto", "reve2img_state", id="reve-2.0"),
+        pytest.param("gemini-2.5-flash-image-preview", "high", "reapi_state", id="gemini"),
+    ],
+)
+def test_haystack_image_generator_reads_b64(sdk, shim_server, request, key, model, quality, state) -> None:
+    """Haystack's OpenAIImageGenerator sends model/prompt/size/quality (auto/high/medium/low)/n=1 and no
+    response_format, then reads only data[0].b64_json: its GPT-image quality gets it b64_json."""
+    client = sdk(shim_server, key)
+    response = client.images.generate(
+        model=model, prompt="[latency=0.1] a black cat", size="1024x1024", quality=quality, n=1
+    )
+    image_str = response.data[0].b64_json or ""
+    assert decode(image_str).format == "PNG"
+    (task,) = tasks_of(request.getfixturevalue(state), key)
+    assert task.body["model"] == model

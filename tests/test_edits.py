@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import secrets
-import socket
 from collections.abc import Iterator
 
 import httpx
@@ -19,38 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shim.app import create_app
 from shim.edits import VARIATION_PROMPT
 from shim.multipart import Part, parse_multipart
 
-from .conftest import ServedApp, shim_settings
+from .conftest import SelfAddressedShim, ServedApp
 
 UPLOAD_CAP = 200_000
 
 
-class SelfAddressedShim(ServedApp):
-    """A shim served on a socket bound before the app is built, so SHIM_PUBLIC_URL can name its own port."""
-
-    def __init__(self, reapi: ServedApp, reve2img: ServedApp) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        public_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        settings = shim_settings(reapi, reve2img, public_url=public_url, max_upload_bytes=UPLOAD_CAP)
-        super().__init__(create_app(settings))
-
-    def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
-        finally:
-            self.loop.close()
-            self.sock.close()
-
-
 @pytest.fixture(scope="module")
 def public_shim(reapi_upstream, reve2img_upstream) -> Iterator[ServedApp]:
-    server = SelfAddressedShim(reapi_upstream, reve2img_upstream).start()
+    server = SelfAddressedShim(reapi_upstream, reve2img_upstream, max_upload_bytes=UPLOAD_CAP).start()
     try:
         yield server
     finally:

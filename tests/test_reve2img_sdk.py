@@ -241,6 +241,11 @@ HOUSE_STYLE = """
 provider = "reve2img"
 model = "flux-2"
 size = "16:9"
+
+[models."reve-b64"]
+provider = "reve2img"
+model = "reve-2.0"
+response_format = "b64_json"
 """
 
 
@@ -269,6 +274,21 @@ def test_config_alias(configured_shim, reve2img_state, key, size, ratio, pixels)
     assert decode(result.data[0].b64_json).size == pixels
     (task,) = tasks_of(reve2img_state, key)
     assert (task.body["model"], task.body["aspect_ratio"]) == ("flux-2", ratio)
+
+
+def test_config_response_format(configured_shim, reve2img_state, key) -> None:
+    """A SHIM_CONFIG model with response_format = "b64_json" answers b64_json to a request naming none."""
+    response = httpx.post(
+        configured_shim.url + "/v1/images/generations",
+        json={"model": "reve-b64", "prompt": "a heron", "size": "1024x1024"},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    (datum,) = response.json()["data"]
+    assert set(datum) == {"b64_json"} and decode(datum["b64_json"]).format == "PNG"
+    (task,) = tasks_of(reve2img_state, key)
+    assert task.body["model"] == "reve-2.0"
 
 
 def test_config_alias_listed(configured_shim, key) -> None:

@@ -136,6 +136,11 @@ provider = "reapi"
 model = "gpt-image-2-official"
 quality = "high"
 defaults = { background = "transparent", output_format = "webp" }
+
+[models."reve-2.0"]
+provider = "reve2img"
+model = "reve-2.0"
+response_format = "b64_json"
 """,
     )
     assert load_config(path, CATALOGS) == {
@@ -146,6 +151,7 @@ defaults = { background = "transparent", output_format = "webp" }
             OFFICIAL,
             (("background", "transparent"), ("output_format", "webp"), ("quality", "high")),
         ),
+        "reve-2.0": Route("reve-2.0", "reve2img", "reve-2.0", (("response_format", "b64_json"),)),
     }
 
 
@@ -167,6 +173,7 @@ GOOD = 'provider = "reve2img"\nmodel = "flux-2"\n'
         pytest.param(f'[models."bad"]\n{GOOD}quality = "ultra"\n', "quality", id="bad-quality"),
         pytest.param(f'[models."bad"]\n{GOOD}output_format = "gif"\n', "output_format", id="bad-format"),
         pytest.param(f'[models."bad"]\n{GOOD}background = "none"\n', "background", id="bad-background"),
+        pytest.param(f'[models."bad"]\n{GOOD}response_format = "png"\n', "response_format", id="bad-response-format"),
         pytest.param(f'[models."bad"]\n{GOOD}defaults = "hd"\n', "defaults", id="defaults-not-table"),
         pytest.param(f'[models."bad"]\n{GOOD}defaults = 3\n', "defaults", id="defaults-number"),
         pytest.param(f'[models."bad"]\n{GOOD}[models."bad".defaults]\nseed = "1"\n', "seed", id="nested-unknown"),
