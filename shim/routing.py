@@ -25,6 +25,9 @@ BUILTIN_ALIASES: dict[str, tuple[str, str, dict[str, str]]] = {
     "gpt-image-1.5": ("reapi", OFFICIAL, {}),
     "chatgpt-image-latest": ("reapi", OFFICIAL, {}),
 }
+#: A masked edit on OpenAI's default edit model, dall-e-2 (classic inpainting), goes to the channel that
+#: takes masks: the cheap channel its other requests use has none.
+MASKED_ALIASES: dict[str, tuple[str, str]] = {"dall-e-2": ("reapi", OFFICIAL)}
 #: gpt-image-2.x-* (dated or suffixed variants of OpenAI's newest id) go to the official channel too.
 VERSIONED_GPT_IMAGE_2 = re.compile(r"^gpt-image-2\.[0-9]+(-[a-z0-9][a-z0-9.-]*)?$")
 
@@ -49,17 +52,20 @@ class Router:
     catalogs: Mapping[str, tuple[str, ...]]
     configured: Mapping[str, Route]
 
-    def resolve(self, model: str) -> Route:
-        route = self._lookup(model)
+    def resolve(self, model: str, *, mask: bool = False) -> Route:
+        """The Route of a public id; `mask` for an edit carrying a mask (see MASKED_ALIASES)."""
+        route = self._lookup(model, mask)
         if route is None:
             raise errors.ModelNotFound(
                 f"The model '{model}' does not exist or you do not have access to it.", param="model"
             )
         return route
 
-    def _lookup(self, model: str) -> Route | None:
+    def _lookup(self, model: str, mask: bool = False) -> Route | None:
         if model in self.configured:
             return self.configured[model]
+        if mask and model in MASKED_ALIASES and MASKED_ALIASES[model][0] in self.catalogs:
+            return Route(model, *MASKED_ALIASES[model])
         # An alias only routes to a provider this process has (a Route to an absent one would fail later).
         if model in BUILTIN_ALIASES and BUILTIN_ALIASES[model][0] in self.catalogs:
             provider, upstream, defaults = BUILTIN_ALIASES[model]

@@ -171,3 +171,24 @@ def test_haystack_image_generator_reads_b64(sdk, shim_server, request, key, mode
     assert decode(image_str).format == "PNG"
     (task,) = tasks_of(request.getfixturevalue(state), key)
     assert task.body["model"] == model
+
+
+# --- Semantic Kernel: open_ai_text_to_image_base.py edit_image(), open_ai_handler._send_image_edit_request ---
+def test_semantic_kernel_edit_image_with_mask_and_no_model(sdk, public_shim, reapi_state, key, tmp_path) -> None:
+    """edit_image(image_paths=[...], mask_path=...) sends no model (only prompt and n=1 from its settings),
+    image paths as repeated image[] and the mask; it reads each b64_json, else url."""
+    first, second = tmp_path / "img_1.png", tmp_path / "img_2.png"
+    first.write_bytes(photo())
+    second.write_bytes(photo())
+    mask_path = tmp_path / "mask.png"
+    hole = Image.new("RGBA", (64, 48), (0, 0, 0, 255))
+    hole.paste((0, 0, 0, 0), (0, 0, 32, 24))
+    hole.save(mask_path, "PNG")
+    response = sdk(public_shim, key).images.edit(
+        image=[first, second], mask=mask_path, prompt="[latency=0.1] Make the cat wear a wizard hat", n=1
+    )
+    results = [img.b64_json or img.url for img in response.data if img.b64_json or img.url]
+    assert len(results) == 1
+    (task,) = tasks_of(reapi_state, key)
+    assert task.body["model"] == "gpt-image-2-official"
+    assert len(task.body["image_urls"]) == 2 and task.body["mask_url"].startswith(public_shim.url)
