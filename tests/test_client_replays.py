@@ -192,3 +192,64 @@ def test_semantic_kernel_edit_image_with_mask_and_no_model(sdk, public_shim, rea
     (task,) = tasks_of(reapi_state, key)
     assert task.body["model"] == "gpt-image-2-official"
     assert len(task.body["image_urls"]) == 2 and task.body["mask_url"].startswith(public_shim.url)
+
+
+# --- n8n's OpenAI node, vendors/OpenAi/v2/actions/image/{generate,edit}.operation.ts -----------------------
+def n8n_url(shim: ServedApp, endpoint: str) -> str:
+    """n8n joins the credential's base URL and the endpoint as strings: a base ending in "/" gives "//"."""
+    return f"{shim.url}/v1/{endpoint}"
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "expected"),
+    [
+        pytest.param("dall-e-3", {"n": 1, "size": "1024x1024", "quality": "hd"}, "b64_json", id="dall-e-3-binary"),
+        pytest.param("dall-e-3", {"n": 1, "returnImageUrls": True}, "url", id="dall-e-3-urls"),
+        pytest.param("gpt-image-1-mini", {"n": 2, "quality": "low"}, "b64_json", id="gpt-image"),
+    ],
+)
+def test_n8n_generate(public_shim, reapi_state, key, model, options, expected) -> None:
+    """n8n's generate posts {prompt, model, response_format (b64_json, url with "return image URLs", none for
+    gpt-image ids), ...options} to "<base>//images/generations" and reads data[].b64_json or data[].url."""
+    options = dict(options)
+    supports_response_format = not model.startswith("gpt-image")
+    response_format = "url" if options.pop("returnImageUrls", False) and supports_response_format else "b64_json"
+    body = {"prompt": "[latency=0.1] a cute cat eating a dinosaur", "model": model, **options}
+    if supports_response_format:
+        body["response_format"] = response_format
+    response = httpx.post(n8n_url(public_shim, "/images/generations"), json=body, headers=auth(key), timeout=30)
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert len(data) == options["n"]
+    if expected == "url":
+        assert all(httpx.get(entry["url"], timeout=30).status_code == 200 for entry in data)
+    else:
+        assert all(decode(entry["b64_json"]).format == "PNG" for entry in data)
+    assert len(tasks_of(reapi_state, key)) >= 1
+
+
+def test_n8n_edit_with_image_mask_on_dall_e_2(public_shim, reapi_state, key) -> None:
+    """n8n's edit on dall-e-2 with the "Image Mask" option: multipart image, prompt, model, n, size,
+    response_format url and mask, to "<base>//images/edits"; it reads data[] entries (url)."""
+    hole = Image.new("RGBA", (64, 48), (0, 0, 0, 255))
+    hole.paste((0, 0, 0, 0), (0, 0, 32, 24))
+    out = io.BytesIO()
+    hole.save(out, "PNG")
+    response = httpx.post(
+        n8n_url(public_shim, "/images/edits"),
+        files=[("image", ("data.png", photo(), "image/png")), ("mask", ("mask.png", out.getvalue(), "image/png"))],
+        data={
+            "prompt": "[latency=0.1] a beautiful sunset",
+            "model": "dall-e-2",
+            "n": "1",
+            "size": "1024x1024",
+            "response_format": "url",
+        },
+        headers=auth(key),
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    (entry,) = response.json()["data"]
+    assert entry["url"].startswith("http")
+    (task,) = tasks_of(reapi_state, key)
+    assert task.body["model"] == "gpt-image-2-official" and task.body["mask_url"]

@@ -245,9 +245,18 @@ def test_cors_preflight_and_unknown_route(shim_server) -> None:
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
 
 
-@pytest.mark.parametrize("path", ["/v1/v1/images/generations", "/v1/images/generations/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/v1/images/generations",
+        "/v1/images/generations/",
+        "/v1//images/generations",  # n8n, from a base URL ending in "/"
+        "//v1/images//generations",
+        "/v1//v1/images/generations",
+    ],
+)
 def test_forgiving_paths(shim_server, key, path) -> None:
-    """A doubled /v1 (Dify) and a trailing slash reach the endpoint instead of a 404 or a redirect."""
+    """A doubled /v1 (Dify), empty segments (n8n) and a trailing slash reach the endpoint, not a 404."""
     response = httpx.post(
         shim_server.url + path,
         json={"model": "dall-e-2", "prompt": "[latency=0.1] path"},
