@@ -30,6 +30,8 @@ BUILTIN_ALIASES: dict[str, tuple[str, str, dict[str, str]]] = {
 MASKED_ALIASES: dict[str, tuple[str, str]] = {"dall-e-2": ("reapi", OFFICIAL)}
 #: gpt-image-2.x-* (dated or suffixed variants of OpenAI's newest id) go to the official channel too.
 VERSIONED_GPT_IMAGE_2 = re.compile(r"^gpt-image-2\.[0-9]+(-[a-z0-9][a-z0-9.-]*)?$")
+#: OpenAI's dated snapshots (gpt-image-1.5-2025-12-16, dall-e-3-...) route like their undated names.
+DATED_SNAPSHOT = re.compile(r"^(?P<base>(?:gpt-image-|chatgpt-image-|dall-e-)[a-z0-9.-]+?)-\d{4}-\d{2}-\d{2}$")
 
 #: Parameters a configured model may default (the client's own value always wins), with the values each
 #: accepts (the wire parser's own vocabulary: a default is not validated again at request time); size has
@@ -78,6 +80,10 @@ class Router:
         for provider, models in self.catalogs.items():
             if model in models:
                 return Route(model, provider, model)
+        dated = DATED_SNAPSHOT.match(model)
+        if dated:
+            undated = self._lookup(dated["base"], mask)
+            return None if undated is None else Route(model, undated.provider, undated.upstream_model, undated.defaults)
         return None
 
     def ids(self) -> list[tuple[str, str]]:

@@ -193,6 +193,24 @@ def test_models_list_and_retrieve(sdk, shim_server, key) -> None:
         c.models.retrieve("nope")
 
 
+@pytest.mark.parametrize(
+    ("model", "upstream", "b64"),
+    [
+        pytest.param("gpt-image-1.5-2025-12-16", "gpt-image-2-official", True, id="gpt-image-1.5"),
+        pytest.param("gpt-image-2-2026-04-21", "gpt-image-2", True, id="gpt-image-2"),
+        pytest.param("dall-e-3-2024-02-01", "gpt-image-2-official", False, id="dall-e-3"),
+    ],
+)
+def test_dated_snapshot_ids(sdk, shim_server, key, reapi_state, model, upstream, b64) -> None:
+    """OpenAI's dated snapshot ids generate like their undated names and are retrievable as models."""
+    client = sdk(shim_server, key)
+    assert client.models.retrieve(model).id == model
+    result = client.images.generate(model=model, prompt="[latency=0.1] a dated fox", quality="low" if b64 else "hd")
+    assert bool(result.data[0].b64_json) is b64 and bool(result.data[0].url) is not b64
+    (task,) = tasks_of(reapi_state, key)
+    assert task.body["model"] == upstream
+
+
 def test_without_v1_prefix(shim_server, key) -> None:
     """Clients that put /v1 in the path themselves reach the same endpoint without the prefix."""
     response = httpx.post(

@@ -47,6 +47,20 @@ def write(tmp_path: Path, text: str | bytes) -> str:
         ),
         pytest.param("gpt-image-2.1-2026-01-01", Route("gpt-image-2.1-2026-01-01", "reapi", OFFICIAL), id="dated-2.x"),
         pytest.param("gpt-image-2.5", Route("gpt-image-2.5", "reapi", OFFICIAL), id="undated-2.x"),
+        pytest.param(
+            "gpt-image-1.5-2025-12-16", Route("gpt-image-1.5-2025-12-16", "reapi", OFFICIAL), id="dated-1.5"
+        ),
+        pytest.param(
+            "gpt-image-2-2026-04-21", Route("gpt-image-2-2026-04-21", "reapi", "gpt-image-2"), id="dated-2"
+        ),
+        pytest.param(
+            "dall-e-3-2025-01-01",
+            Route("dall-e-3-2025-01-01", "reapi", OFFICIAL, (("quality", "standard"),)),
+            id="dated-dall-e-3",
+        ),
+        pytest.param(
+            "gpt-image-1-mini-2025-10-06", Route("gpt-image-1-mini-2025-10-06", "reapi", OFFICIAL), id="dated-mini"
+        ),
     ],
 )
 def test_builtin_aliases(model, expected) -> None:
@@ -81,6 +95,9 @@ def test_provider_model_ids(model, expected) -> None:
         pytest.param("", id="empty"),
         pytest.param("gpt-image-2.1-", id="dangling-suffix"),
         pytest.param("dall-e-3/x", id="alias-as-provider"),
+        pytest.param("gpt-image-9-2025-01-01", id="dated-unknown-base"),
+        pytest.param("flux-2-2025-01-01", id="dated-non-openai-id"),
+        pytest.param("gpt-image-1-2025-1-1", id="not-a-date"),
     ],
 )
 def test_unknown_model(model) -> None:
@@ -97,6 +114,13 @@ def test_alias_of_absent_provider(model) -> None:
     with pytest.raises(errors.ModelNotFound):
         router.resolve(model)
     assert model not in dict(router.ids())
+
+
+def test_masked_dated_dall_e_2_routes_like_masked_dall_e_2() -> None:
+    """A dated dall-e-2 with a mask goes where a masked dall-e-2 goes: the channel that takes masks."""
+    router = Router(CATALOGS, {})
+    assert router.resolve("dall-e-2-2024-01-01", mask=True).upstream_model == OFFICIAL
+    assert router.resolve("dall-e-2-2024-01-01").upstream_model == "gpt-image-2"
 
 
 def test_configured_name_wins_and_is_listed() -> None:
