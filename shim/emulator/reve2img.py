@@ -14,13 +14,48 @@ Prompt markers (anywhere in the prompt):
     [submit503]            503 SERVICE_UNAVAILABLE at submit; no task, no charge.
     [poll500=K]            the task's first K status calls answer 500 GENERATION_FAILED.
 
-Where the reference is silent we chose:
-    * checks run in the order auth, rate limit, body, [moderated]/[submitNNN], in-flight cap, credits;
-    * a synchronous model answers SUCCESS at once only when nothing delays or fails the task; otherwise it
-      answers IN_PROGRESS like every other model and the outcome shows on the next status call;
-    * a request refused with RATE_LIMITED takes no slot in the sliding window;
-    * one image per task; FAILED tasks carry no consumed_credits;
-    * the /_emulator/* control endpoints need no key and answer plain JSON, not the envelope.
+Rules, each with the sentence of ../shared/upstream/reve2img-api-reference.txt it implements ("ours" where
+the reference is silent; "strict" where it is ambiguous and the emulator takes the reading that refuses most
+or that a careless client would misread):
+
+    envelope {code, message, data}; errors {code: HTTP status, message: NAME, detail}
+                        "Every response uses a consistent envelope ... Errors return the HTTP status code in
+                        both the HTTP response and code, with a machine-readable message and an optional
+                        detail"; the NAME -> status table is ERROR_STATUS ("Errors" table)
+    Bearer key, 401 INVALID_API_KEY
+                        "All requests require an API key, passed as a Bearer token"; "Missing, malformed,
+                        unknown, or revoked API key"; which keys are bad (sk-invalid*): ours (test keys)
+    429 RATE_LIMITED, Retry-After
+                        "Too many requests - slow down"; the limit (10 per sliding second), Retry-After and
+                        a refused request taking no slot: ours. strict: status calls count too, although
+                        "Polling too fast simply returns the current state (it is not an error)"
+    429 TOO_MANY_TASKS  "Too many tasks in flight - wait for them to finish"; the cap (8 per key): ours
+    400 INVALID_PARAMETER for a body that is not a JSON object
+                        "Invalid JSON, or a parameter is invalid / missing"
+    400 INVALID_MODEL   "Unknown or missing model"; the catalog (reve-2.0, reve-2.0-fast, flux-2,
+                        seedream-4.0) and prices: ours (the category pages are not in our documents)
+    400 INVALID_PROMPT  "prompt is missing or empty"; strict: required for every model ("Usually")
+    prompt length       no limit (the reference sets none)
+    aspect_ratio        the field is named ("e.g. image_urls, aspect_ratio"), its values are not: the seven
+                        ratios of ASPECT_SIZES, their pixels and the 1:1 default are ours; any other value is
+                        INVALID_PARAMETER naming aspect_ratio (strict: a short list)
+    image_urls          named, not specified: a list of at most 4 http(s) URLs, 2 credits each, is ours
+    other fields        accepted and ignored ("Each category adds its own fields")
+    400 CONTENT_POLICY_VIOLATION
+                        "Prompt or output rejected by content moderation": at submit ([moderated]) or as
+                        a FAILED task ([moderated_output])
+    credits             "Credits are deducted ... when a task is created" (402 INSUFFICIENT_CREDITS when the
+                        balance is short); "the exact amount is returned as consumed_credits on success";
+                        "Failed tasks are refunded automatically" / "not charged" (refunded once)
+    synchronous models  "Synchronous models (e.g. Reve 2.0) may return SUCCESS with response.resultUrls right
+                        away; everything else returns IN_PROGRESS"; it answers SUCCESS at once only when no
+                        marker delays or fails the task (ours)
+    status call         "GET /api/v1/status?task_id={id}"; no task_id: INVALID_PARAMETER; unknown or another
+                        key's task: 404 TASK_NOT_FOUND ("No task with that task_id belongs to your account")
+    FAILED task error   "data.error contains a code and message": strict, by analogy with the envelope,
+                        {code: <HTTP status of the NAME>, message: <NAME>}; no consumed_credits (ours)
+    one image per task, the /cdn/ result URLs, x-request-id, check order (auth, rate limit, body, markers,
+    in-flight cap, credits), the /_emulator/* control endpoints (no key, plain JSON): ours
 """
 
 from __future__ import annotations
