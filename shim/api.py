@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 from typing import TYPE_CHECKING
 
 from starlette.background import BackgroundTask
@@ -39,7 +40,8 @@ async def generations(request: Request) -> Response:
     return await answer(request, spec, key)
 
 
-def parse_spec(request: Request, body: object, operation: Operation, *, form: bool) -> ImageJob:
+def parse_spec(request: Request, body: object, operation: Operation, *, form: bool, mask: bool = False) -> ImageJob:
+    """The request's job; `mask` when an edit carries a mask (it may route a model elsewhere)."""
     state = _state(request)
     settings = state.settings
     deployment = request.path_params.get("deployment")
@@ -48,7 +50,7 @@ def parse_spec(request: Request, body: object, operation: Operation, *, form: bo
     return parse_image_request(
         body,
         operation=operation,
-        resolve=state.router.resolve,
+        resolve=functools.partial(state.router.resolve, mask=mask),
         default_model=settings.default_model,
         response_format_override=settings.default_response_format,
         form=form,

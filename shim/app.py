@@ -52,8 +52,9 @@ class ShimState:
 
 
 class PathTolerance:
-    """Forgives the two path mistakes clients make with a base URL: a doubled `/v1` (Dify appends `/v1` to a
-    base that may already end in it) and a trailing slash (a redirect would not be followed by a POST)."""
+    """Forgives the path mistakes clients make with a base URL: empty segments (n8n joins a base ending in
+    `/` with `/images/...`), a doubled `/v1` (Dify appends `/v1` to a base that may already end in it) and a
+    trailing slash (a redirect would not be followed by a POST)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -61,6 +62,8 @@ class PathTolerance:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
+            while "//" in path:
+                path = path.replace("//", "/")
             while path.startswith("/v1/v1/"):
                 path = path[3:]
             if len(path) > 1 and path.endswith("/"):

@@ -39,6 +39,7 @@ VARIATION_PROMPT = (
     "Create a variation of this image: same subject, composition and style, with natural small differences."
 )
 VARIATION_MODEL = "dall-e-2"  # OpenAI's default for variations
+EDIT_MODEL = "dall-e-2"  # OpenAI's default for edits: classic inpainting, so a masked edit's fallback
 MAX_IMAGES = 16
 MAX_TEXT_BYTES = 256 << 10
 #: Pillow format -> (content type, extension): the formats the upstream accepts.
@@ -106,7 +107,10 @@ async def _respond(request: Request, operation: Operation) -> Response:
     # Cheap checks first, on placeholder URLs: the fields, then what the model can do (masks...).
     fields["image_urls"] = [_PLACEHOLDER.format(i) for i in range(len(inputs.images))]
     fields["mask_url"] = None if inputs.mask is None else _PLACEHOLDER.format("mask")
-    spec = api.parse_spec(request, fields, operation, form=inputs.form)
+    masked = inputs.mask is not None
+    if masked and not fields.get("model"):
+        fields["model"] = _masked_default(state)
+    spec = api.parse_spec(request, fields, operation, form=inputs.form, mask=masked)
     state.providers[spec.route.provider].plan(spec)
     # A key the upstream just rejected stores nothing (its uploads would only fill the store).
     state.jobs.refuse_if_rejected(spec.route.provider, owner)
@@ -121,6 +125,18 @@ async def _respond(request: Request, operation: Operation) -> Response:
     urls = await asyncio.gather(*(publish(item) for item in images))
     mask_url = None if mask is None else await publish(mask)
     return await api.answer(request, dataclasses.replace(spec, image_urls=tuple(urls), mask_url=mask_url), key)
+
+
+def _masked_default(state: Any) -> str:
+    """The model of a masked edit that names none: SHIM_DEFAULT_MODEL when its channel takes masks, else
+    OpenAI's default edit model, dall-e-2, whose masked edits go to the channel that does."""
+    default: str = state.settings.default_model
+    try:
+        route = state.router.resolve(default, mask=True)
+    except errors.ModelNotFound:
+        return EDIT_MODEL
+    spec = state.providers[route.provider].catalog.get(route.upstream_model)
+    return default if spec is not None and spec.mask else EDIT_MODEL
 
 
 def _invalid(message: str, param: str | None, code: str = "invalid_value") -> errors.InvalidRequest:

@@ -12,7 +12,8 @@ from .sizes import size_problem
 from .types import ImageJob, JobResult, Operation, Route
 from .untrusted import printable
 
-MAX_PROMPT_REAPI = 4000
+#: OpenAI's longest prompt (gpt-image-1's 32,000 characters); an upstream's own cap is its codec's to apply.
+MAX_PROMPT = 32000
 MAX_N = 10
 
 QUALITIES = ("auto", "low", "medium", "high", "standard", "hd", "xhigh", "max")
@@ -116,6 +117,17 @@ class _Fields:
         return tuple(value)
 
 
+def prompt_too_long(length: int, limit: int, model: str | None = None) -> errors.InvalidRequest:
+    """OpenAI's error for a prompt over a limit (the wire's own, or a model's)."""
+    where = f" for model '{model}'" if model else ""
+    return _fail(
+        f"Invalid 'prompt': string too long. Expected a string with maximum length {limit}{where}, "
+        f"but got a string with length {length} instead.",
+        "prompt",
+        "string_above_max_length",
+    )
+
+
 def check_public_url(url: str, param: str) -> None:
     lowered = url.strip().lower()
     if not lowered.startswith(("http://", "https://")) or len(url) > 4096:
@@ -126,11 +138,38 @@ def check_public_url(url: str, param: str) -> None:
         )
 
 
+#: Fields only OpenAI's GPT image models take, and values of shared fields that only they accept ("auto",
+#: "low"... qualities; size "auto"). A request carrying one comes from a client written for GPT image
+#: models, which read b64_json only, so it is answered b64_json when it names no response_format.
+GPT_IMAGE_FIELDS = ("output_format", "output_compression", "background", "moderation")
+GPT_IMAGE_VALUES: dict[str, tuple[str, ...]] = {
+    "quality": ("auto", "low", "medium", "high", "xhigh", "max"),
+    "size": ("auto",),
+}
+
+
+def is_gpt_image(model_id: str) -> bool:
+    """OpenAI's GPT image ids (gpt-image-*, chatgpt-image-*), which answer b64_json and report usage."""
+    return model_id.startswith(("gpt-image-", "chatgpt-image-"))
+
+
 def default_response_format(model_id: str, override: str | None) -> str:
     """OpenAI's behaviour: GPT image models answer b64_json, the legacy DALL-E ids answer url."""
     if override:
         return override
-    return "b64_json" if model_id.startswith(("gpt-image-", "chatgpt-image-")) else "url"
+    return "b64_json" if is_gpt_image(model_id) else "url"
+
+
+def usage() -> dict[str, Any]:
+    """OpenAI's `usage` object for GPT image models. Neither upstream reports tokens, so every count is 0
+    (the upstream's own cost, where reported, is in `x-upstream-credits`)."""
+    return {
+        "input_tokens": 0,
+        "input_tokens_details": {"text_tokens": 0, "image_tokens": 0},
+        "output_tokens": 0,
+        "output_tokens_details": {"text_tokens": 0, "image_tokens": 0},
+        "total_tokens": 0,
+    }
 
 
 def parse_image_request(
@@ -160,13 +199,8 @@ def parse_image_request(
         prompt = ""
     if prompt is None or (operation != "variation" and not prompt.strip()):
         raise _fail("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
-    if len(prompt) > MAX_PROMPT_REAPI:
-        raise _fail(
-            f"Invalid 'prompt': string too long. Expected a string with maximum length {MAX_PROMPT_REAPI}, "
-            f"but got a string with length {len(prompt)} instead.",
-            "prompt",
-            "string_above_max_length",
-        )
+    if len(prompt) > MAX_PROMPT:
+        raise prompt_too_long(len(prompt), MAX_PROMPT)
 
     n = fields.integer("n", 1, MAX_N) or 1
     size = fields.string("size") or _str(defaults.get("size"))
@@ -176,7 +210,9 @@ def parse_image_request(
         if problem:
             raise _fail(problem, "size")
     quality = fields.string("quality", QUALITIES, lower=True) or _str(defaults.get("quality"))
-    response_format = fields.string("response_format", RESPONSE_FORMATS)
+    response_format = fields.string("response_format", RESPONSE_FORMATS) or _str(defaults.get("response_format"))
+    if response_format is None and _written_for_gpt_image(fields):
+        response_format = "b64_json"
     output_format = fields.string("output_format", None, lower=True) or _str(defaults.get("output_format"))
     if output_format == "jpg":
         output_format = "jpeg"
@@ -226,6 +262,16 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _written_for_gpt_image(fields: _Fields) -> bool:
+    """Whether the body itself (not a configured default) uses a GPT-image-only field or value."""
+    if any(fields._raw(name) is not None for name in GPT_IMAGE_FIELDS):
+        return True
+    return any(
+        isinstance(value, str) and value.strip().lower() in values
+        for value, values in ((fields._raw(name), values) for name, values in GPT_IMAGE_VALUES.items())
+    )
+
+
 def render_images(job: ImageJob, result: JobResult) -> dict[str, Any]:
     """The OpenAI images response for a finished job."""
     data = []
@@ -243,6 +289,8 @@ def render_images(job: ImageJob, result: JobResult) -> dict[str, Any]:
     ):
         if value is not None:
             body[key] = value
+    if is_gpt_image(job.route.public_id):  # clients of these ids read it (Dify: usage.total_tokens)
+        body["usage"] = usage()
     return body
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import errors
 from .config import ConfigurationError
-from .openai_wire import BACKGROUNDS, MODERATIONS, OUTPUT_FORMATS, QUALITIES, RESOLUTIONS
+from .openai_wire import BACKGROUNDS, MODERATIONS, OUTPUT_FORMATS, QUALITIES, RESOLUTIONS, RESPONSE_FORMATS
 from .sizes import size_problem
 from .types import Route
 
@@ -25,8 +25,13 @@ BUILTIN_ALIASES: dict[str, tuple[str, str, dict[str, str]]] = {
     "gpt-image-1.5": ("reapi", OFFICIAL, {}),
     "chatgpt-image-latest": ("reapi", OFFICIAL, {}),
 }
+#: A masked edit on OpenAI's default edit model, dall-e-2 (classic inpainting), goes to the channel that
+#: takes masks: the cheap channel its other requests use has none.
+MASKED_ALIASES: dict[str, tuple[str, str]] = {"dall-e-2": ("reapi", OFFICIAL)}
 #: gpt-image-2.x-* (dated or suffixed variants of OpenAI's newest id) go to the official channel too.
 VERSIONED_GPT_IMAGE_2 = re.compile(r"^gpt-image-2\.[0-9]+(-[a-z0-9][a-z0-9.-]*)?$")
+#: OpenAI's dated snapshots (gpt-image-1.5-2025-12-16, dall-e-3-...) route like their undated names.
+DATED_SNAPSHOT = re.compile(r"^(?P<base>(?:gpt-image-|chatgpt-image-|dall-e-)[a-z0-9.-]+?)-\d{4}-\d{2}-\d{2}$")
 
 #: Parameters a configured model may default (the client's own value always wins), with the values each
 #: accepts (the wire parser's own vocabulary: a default is not validated again at request time); size has
@@ -38,6 +43,7 @@ DEFAULTABLE: dict[str, tuple[str, ...] | None] = {
     "moderation": MODERATIONS,
     "output_format": (*OUTPUT_FORMATS, "jpg"),
     "resolution": RESOLUTIONS,
+    "response_format": RESPONSE_FORMATS,  # the model's answer when the request names none
 }
 
 
@@ -48,17 +54,20 @@ class Router:
     catalogs: Mapping[str, tuple[str, ...]]
     configured: Mapping[str, Route]
 
-    def resolve(self, model: str) -> Route:
-        route = self._lookup(model)
+    def resolve(self, model: str, *, mask: bool = False) -> Route:
+        """The Route of a public id; `mask` for an edit carrying a mask (see MASKED_ALIASES)."""
+        route = self._lookup(model, mask)
         if route is None:
             raise errors.ModelNotFound(
                 f"The model '{model}' does not exist or you do not have access to it.", param="model"
             )
         return route
 
-    def _lookup(self, model: str) -> Route | None:
+    def _lookup(self, model: str, mask: bool = False) -> Route | None:
         if model in self.configured:
             return self.configured[model]
+        if mask and model in MASKED_ALIASES and MASKED_ALIASES[model][0] in self.catalogs:
+            return Route(model, *MASKED_ALIASES[model])
         # An alias only routes to a provider this process has (a Route to an absent one would fail later).
         if model in BUILTIN_ALIASES and BUILTIN_ALIASES[model][0] in self.catalogs:
             provider, upstream, defaults = BUILTIN_ALIASES[model]
@@ -71,6 +80,10 @@ class Router:
         for provider, models in self.catalogs.items():
             if model in models:
                 return Route(model, provider, model)
+        dated = DATED_SNAPSHOT.match(model)
+        if dated:
+            undated = self._lookup(dated["base"], mask)
+            return None if undated is None else Route(model, undated.provider, undated.upstream_model, undated.defaults)
         return None
 
     def ids(self) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from starlette.responses import StreamingResponse
 from . import errors
 from .delivery import build_result
 from .jobs import Job
-from .openai_wire import render_error
+from .openai_wire import render_error, usage
 from .types import ImageJob
 
 KEEPALIVE = 15.0
@@ -59,7 +59,7 @@ def respond(request: Request, spec: ImageJob, job: Job, headers: dict[str, str])
                         "quality": result.quality,
                         "background": result.background,
                         "output_format": result.output_format,
-                        "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
+                        "usage": usage(),
                     },
                     event=f"{prefix}.completed",
                 )

@@ -69,6 +69,26 @@ class ServedApp:
         self.thread.join(timeout=10)
 
 
+class SelfAddressedShim(ServedApp):
+    """A shim served on a socket bound before the app is built, so SHIM_PUBLIC_URL can name its own port
+    (the upstream emulators then fetch uploaded edit inputs from it)."""
+
+    def __init__(self, reapi: ServedApp, reve2img: ServedApp, **changes: Any) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        public_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        super().__init__(create_app(shim_settings(reapi, reve2img, public_url=public_url, **changes)))
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+        finally:
+            self.loop.close()
+            self.sock.close()
+
+
 @contextlib.contextmanager
 def served(app: Any, port: int = 0) -> Iterator[ServedApp]:
     server = ServedApp(app, port).start()

@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import secrets
-import socket
 from collections.abc import Iterator
 
 import httpx
@@ -19,38 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shim.app import create_app
 from shim.edits import VARIATION_PROMPT
 from shim.multipart import Part, parse_multipart
 
-from .conftest import ServedApp, shim_settings
+from .conftest import SelfAddressedShim, ServedApp
 
 UPLOAD_CAP = 200_000
 
 
-class SelfAddressedShim(ServedApp):
-    """A shim served on a socket bound before the app is built, so SHIM_PUBLIC_URL can name its own port."""
-
-    def __init__(self, reapi: ServedApp, reve2img: ServedApp) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        public_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        settings = shim_settings(reapi, reve2img, public_url=public_url, max_upload_bytes=UPLOAD_CAP)
-        super().__init__(create_app(settings))
-
-    def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
-        finally:
-            self.loop.close()
-            self.sock.close()
-
-
 @pytest.fixture(scope="module")
 def public_shim(reapi_upstream, reve2img_upstream) -> Iterator[ServedApp]:
-    server = SelfAddressedShim(reapi_upstream, reve2img_upstream).start()
+    server = SelfAddressedShim(reapi_upstream, reve2img_upstream, max_upload_bytes=UPLOAD_CAP).start()
     try:
         yield server
     finally:
@@ -204,17 +182,34 @@ def test_bad_files_cost_nothing(sdk, public_shim, reapi_state, key, files, param
     assert reapi_state.counters(key)["requests"] == 0
 
 
-def test_mask_on_model_without_masks(sdk, public_shim, reapi_state, key) -> None:
-    """A mask sent to dall-e-2 (upstream gpt-image-2) is a 400 naming gpt-image-2-official, at no cost."""
+@pytest.mark.parametrize("model", ["gpt-image-2", "reapi/gpt-image-2", "reve2img/reve-2.0"])
+def test_mask_on_model_without_masks(sdk, public_shim, reapi_state, reve2img_state, key, model) -> None:
+    """A mask sent to an explicit upstream id without masks is a 400 naming gpt-image-2-official, at no cost."""
     with pytest.raises(openai.BadRequestError) as caught:
         sdk(public_shim).images.edit(
-            model="dall-e-2",
+            model=model,
             image=("a.png", photo(), "image/png"),
             mask=("m.png", mask(), "image/png"),
             prompt="x",
         )
     assert caught.value.body["param"] == "mask" and "gpt-image-2-official" in caught.value.message
-    assert reapi_state.counters(key)["requests"] == 0
+    assert caught.value.code == "unsupported_parameter"
+    assert reapi_state.counters(key)["requests"] == 0 and reve2img_state.counters(key)["requests"] == 0
+
+
+@pytest.mark.parametrize("model", [pytest.param("dall-e-2", id="dall-e-2"), pytest.param(None, id="no-model")])
+def test_masked_edit_on_openais_default_edit_model(sdk, public_shim, reapi_state, key, model) -> None:
+    """A masked edit on dall-e-2, or naming no model (OpenAI's default edit model is dall-e-2, classic
+    inpainting), goes to gpt-image-2-official with the mask, and answers a URL as dall-e-2 does."""
+    source, hole = photo(), mask()
+    kw = {"model": model} if model else {}
+    result = sdk(public_shim).images.edit(
+        image=("a.png", source, "image/png"), mask=("m.png", hole, "image/png"), prompt="[latency=0.1] a hat", **kw
+    )
+    assert result.data[0].url and result.data[0].b64_json is None
+    (task,) = tasks_of(reapi_state, key)
+    assert task.body["model"] == "gpt-image-2-official" and task.body["mask_url"].startswith(public_shim.url)
+    assert fetched_hashes(task) == [sha(source), sha(hole)]
 
 
 def test_without_public_url_uploads_fail_fast(sdk, shim_server, reapi_state, key) -> None:

@@ -159,6 +159,12 @@ VALIDATION = [
         id="4k-auto",
     ),
     pytest.param(_official(resolution="4k"), 20003, f"4K requires an explicit size in {WIDE}", id="4k-no-size"),
+    pytest.param(
+        _official(resolution="4k", size="3840x2160"),
+        20003,
+        f"4K requires an explicit size in {WIDE}",
+        id="4k-pixels",
+    ),
     pytest.param(_official(n=5), 20003, "n must be between 1 and 4", id="n-5"),
     pytest.param(_official(n=0), 20003, "n must be between 1 and 4", id="n-0"),
     pytest.param(_official(n="2"), 20003, "n must be between 1 and 4", id="n-string"),

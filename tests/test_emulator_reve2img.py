@@ -322,25 +322,26 @@ async def test_in_flight_cap_refuses_without_charge_then_frees(clock: FakeClock)
 
 
 @pytest.mark.parametrize(
-    ("marker", "code"),
+    ("marker", "code", "name"),
     [
-        pytest.param("[fail=GENERATION_FAILED]", "GENERATION_FAILED", id="generation-failed"),
-        pytest.param("[fail=TIMEOUT]", "TIMEOUT", id="timeout"),
-        pytest.param("[fail=SERVICE_UNAVAILABLE]", "SERVICE_UNAVAILABLE", id="unavailable"),
-        pytest.param("[moderated_output]", "CONTENT_POLICY_VIOLATION", id="moderated-output"),
+        pytest.param("[fail=GENERATION_FAILED]", 500, "GENERATION_FAILED", id="generation-failed"),
+        pytest.param("[fail=TIMEOUT]", 504, "TIMEOUT", id="timeout"),
+        pytest.param("[fail=SERVICE_UNAVAILABLE]", 503, "SERVICE_UNAVAILABLE", id="unavailable"),
+        pytest.param("[moderated_output]", 400, "CONTENT_POLICY_VIOLATION", id="moderated-output"),
     ],
 )
 async def test_failing_task_is_refunded_once(
-    client: httpx.AsyncClient, app: Starlette, clock: FakeClock, marker: str, code: str
+    client: httpx.AsyncClient, app: Starlette, clock: FakeClock, marker: str, code: int, name: str
 ) -> None:
-    """A failure marker ends the task FAILED with that error code and refunds its credits exactly once."""
+    """A failure marker ends the task FAILED with error {code: HTTP status, message: NAME} (the envelope's
+    layout, the strictest reading of "contains a code and message") and refunds it exactly once."""
     emulator = emulator_of(app)
     task_id = (await generate(client, prompt=f"a cat {marker}")).json()["data"]["task_id"]
     assert emulator.credits(KEY) == INITIAL - 20
     clock.now = 20.0
     for _ in range(2):
         data = (await status(client, task_id)).json()["data"]
-        assert data["status"] == "FAILED" and data["error"]["code"] == code and data["error"]["message"]
+        assert data["status"] == "FAILED" and data["error"] == {"code": code, "message": name}
         assert "consumed_credits" not in data and "response" not in data
     assert emulator.credits(KEY) == INITIAL
     assert emulator.tasks[task_id].refunded is True
@@ -351,7 +352,7 @@ async def test_sync_model_with_failure_marker_answers_in_progress(client: httpx.
     """A synchronous model that will fail answers IN_PROGRESS and shows FAILED on the first poll."""
     submitted = (await generate(client, model="reve-2.0", prompt="x [fail=TIMEOUT]")).json()["data"]
     assert submitted["status"] == "IN_PROGRESS"
-    assert (await status(client, submitted["task_id"])).json()["data"]["error"]["code"] == "TIMEOUT"
+    assert (await status(client, submitted["task_id"])).json()["data"]["error"]["message"] == "TIMEOUT"
 
 
 async def test_latency_marker_is_exact_and_unscaled(clock: FakeClock) -> None:

@@ -31,7 +31,7 @@ def test_gpt_image_b64_default(sdk, shim_server, key, reapi_state) -> None:
     assert (result.size, result.quality, result.output_format) == ("1024x1024", "low", "png")
     (task,) = tasks_of(reapi_state, key)
     assert task.body["model"] == "gpt-image-2-official"
-    assert task.body["size"] == "1024x1024" and task.body["quality"] == "low"
+    assert task.body["size"] == "1:1" and task.body["quality"] == "low"
 
 
 async def test_async_sdk_url(shim_server, key, reapi_state) -> None:
@@ -53,17 +53,20 @@ async def test_async_sdk_url(shim_server, key, reapi_state) -> None:
             "dall-e-3",
             "1792x1024",
             "hd",
-            {"size": "1792x1024", "resolution": "2k", "quality": "high"},
+            {"size": "16:9", "resolution": "2k", "quality": "high"},
             (2048, 1152),
         ),
         (
             "dall-e-3",
             "1024x1024",
             None,
-            {"size": "1024x1024", "resolution": "1k", "quality": "medium"},
+            {"size": "1:1", "resolution": "1k", "quality": "medium"},
             (1024, 1024),
         ),
-        ("gpt-image-1", "1536x1024", "medium", {"size": "1536x1024", "resolution": "1k"}, (1536, 1024)),
+        ("gpt-image-1", "1536x1024", "medium", {"size": "3:2", "resolution": "1k"}, (1536, 1024)),
+        pytest.param(
+            "gpt-image-1", "3840x2160", "low", {"size": "16:9", "resolution": "4k"}, (3840, 2160), id="4k-pixels"
+        ),
         ("gpt-image-2", "16:9", None, {"size": "16:9"}, (1536, 864)),
         ("dall-e-2", "1024x1536", None, {"size": "2:3", "resolution": "1k"}, (1024, 1536)),
     ],
@@ -160,6 +163,7 @@ def test_insufficient_quota_is_not_retried(sdk, shim_server, reapi_state, key) -
         ({"prompt": ""}, "prompt"),
         ({"prompt": "x", "quality": "ultra"}, "quality"),
         ({"prompt": "x", "model": "gpt-image-2", "size": "1:1", "resolution": "4k"}, "resolution"),
+        ({"prompt": "x" * 4001, "model": "gpt-image-1"}, "prompt"),  # the official channel's documented cap
     ],
 )
 def test_validation_never_calls_upstream(shim_server, reapi_state, key, body, param) -> None:
@@ -187,6 +191,24 @@ def test_models_list_and_retrieve(sdk, shim_server, key) -> None:
     assert c.models.retrieve("reapi/gpt-image-2-official").owned_by == "reapi"
     with pytest.raises(openai.NotFoundError):
         c.models.retrieve("nope")
+
+
+@pytest.mark.parametrize(
+    ("model", "upstream", "b64"),
+    [
+        pytest.param("gpt-image-1.5-2025-12-16", "gpt-image-2-official", True, id="gpt-image-1.5"),
+        pytest.param("gpt-image-2-2026-04-21", "gpt-image-2", True, id="gpt-image-2"),
+        pytest.param("dall-e-3-2024-02-01", "gpt-image-2-official", False, id="dall-e-3"),
+    ],
+)
+def test_dated_snapshot_ids(sdk, shim_server, key, reapi_state, model, upstream, b64) -> None:
+    """OpenAI's dated snapshot ids generate like their undated names and are retrievable as models."""
+    client = sdk(shim_server, key)
+    assert client.models.retrieve(model).id == model
+    result = client.images.generate(model=model, prompt="[latency=0.1] a dated fox", quality="low" if b64 else "hd")
+    assert bool(result.data[0].b64_json) is b64 and bool(result.data[0].url) is not b64
+    (task,) = tasks_of(reapi_state, key)
+    assert task.body["model"] == upstream
 
 
 def test_without_v1_prefix(shim_server, key) -> None:
@@ -241,9 +263,18 @@ def test_cors_preflight_and_unknown_route(shim_server) -> None:
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
 
 
-@pytest.mark.parametrize("path", ["/v1/v1/images/generations", "/v1/images/generations/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/v1/images/generations",
+        "/v1/images/generations/",
+        "/v1//images/generations",  # n8n, from a base URL ending in "/"
+        "//v1/images//generations",
+        "/v1//v1/images/generations",
+    ],
+)
 def test_forgiving_paths(shim_server, key, path) -> None:
-    """A doubled /v1 (Dify) and a trailing slash reach the endpoint instead of a 404 or a redirect."""
+    """A doubled /v1 (Dify), empty segments (n8n) and a trailing slash reach the endpoint, not a 404."""
     response = httpx.post(
         shim_server.url + path,
         json={"model": "dall-e-2", "prompt": "[latency=0.1] path"},

@@ -51,6 +51,48 @@ def test_response_format_override() -> None:
     )
 
 
+CONFIGURED = Router(
+    {"reapi": ("gpt-image-2", "gpt-image-2-official"), "reve2img": ("reve-2.0",)},
+    {
+        "reve-b64": Route("reve-b64", "reve2img", "reve-2.0", (("response_format", "b64_json"),)),
+        "reve-url": Route("reve-url", "reve2img", "reve-2.0", (("response_format", "url"),)),
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "override", "expected"),
+    [
+        pytest.param({"model": "reve-2.0"}, None, "url", id="plain-other-id"),
+        pytest.param({"model": "reve-b64"}, None, "b64_json", id="configured-b64"),
+        pytest.param({"model": "reve-b64"}, "url", "b64_json", id="configured-beats-global"),
+        pytest.param({"model": "reve-b64", "response_format": "url"}, None, "url", id="request-beats-configured"),
+        pytest.param({"model": "reve-url", "output_format": "png"}, None, "url", id="configured-beats-gpt-fields"),
+        pytest.param({"model": "reve-2.0", "output_format": "png"}, None, "b64_json", id="output_format"),
+        pytest.param({"model": "reve-2.0", "output_compression": 80}, None, "b64_json", id="output_compression"),
+        pytest.param({"model": "reve-2.0", "background": "auto"}, None, "b64_json", id="background"),
+        pytest.param({"model": "reve-2.0", "moderation": "low"}, None, "b64_json", id="moderation"),
+        pytest.param({"model": "reve-2.0", "quality": "auto"}, None, "b64_json", id="gpt-quality"),
+        pytest.param({"model": "reve-2.0", "size": "auto"}, None, "b64_json", id="gpt-size"),
+        pytest.param({"model": "dall-e-3", "quality": "hd", "size": "1024x1024"}, None, "url", id="dalle-values"),
+        pytest.param({"model": "reve-2.0", "background": None}, None, "url", id="explicit-null-is-absent"),
+        pytest.param({"model": "reve-2.0", "output_format": "png"}, "url", "b64_json", id="gpt-fields-beat-global"),
+        pytest.param({"model": "reve-2.0"}, "b64_json", "b64_json", id="global-still-works"),
+    ],
+)
+def test_response_format_precedence(body, override, expected) -> None:
+    """Without response_format: the configured model's default, else b64_json for a body written for GPT
+    image models, else SHIM_DEFAULT_RESPONSE_FORMAT, else OpenAI's default for the id."""
+    job = parse_image_request(
+        {"prompt": "x", **body},
+        operation="generate",
+        resolve=CONFIGURED.resolve,
+        default_model="gpt-image-2",
+        response_format_override=override,
+    )
+    assert job.response_format == expected
+
+
 @pytest.mark.parametrize(
     ("given", "mapped"), [("hd", "high"), ("standard", "medium"), ("low", "low"), ("auto", "auto")]
 )
@@ -69,7 +111,7 @@ def test_dalle3_defaults_to_standard_quality() -> None:
     [
         pytest.param({}, "prompt", id="missing-prompt"),
         pytest.param({"prompt": ""}, "prompt", id="empty-prompt"),
-        pytest.param({"prompt": "x" * 4001}, "prompt", id="long-prompt"),
+        pytest.param({"prompt": "x" * 32_001}, "prompt", id="longer-than-openai-allows"),
         pytest.param({"prompt": 5}, "prompt", id="prompt-type"),
         pytest.param({"prompt": "x", "n": 0}, "n", id="n-low"),
         pytest.param({"prompt": "x", "n": 11}, "n", id="n-high"),

@@ -8,33 +8,38 @@ from shim import errors
 from shim.providers import reapi_codec as codec
 from shim.types import ImageJob, Route, Task
 
-OFFICIAL = codec.CATALOG["gpt-image-2-official"]
-CHEAP = codec.CATALOG["gpt-image-2"]
-
 
 @pytest.mark.parametrize(
-    ("size", "resolution", "spec", "expected"),
+    ("size", "resolution", "expected"),
     [
-        pytest.param("1024x1024", None, OFFICIAL, ("1024x1024", "1k", "1024x1024"), id="square-official-exact"),
-        pytest.param("1024x1024", None, CHEAP, ("1:1", "1k", "1024x1024"), id="square-cheap-ratio"),
-        pytest.param("1536x1024", None, CHEAP, ("3:2", "1k", "1536x1024"), id="landscape"),
-        pytest.param("1024x1536", None, CHEAP, ("2:3", "1k", "1024x1536"), id="portrait"),
-        pytest.param("1792x1024", None, CHEAP, ("16:9", "2k", "2048x1152"), id="dalle3-wide-needs-2k"),
-        pytest.param("1024x1792", None, CHEAP, ("9:16", "2k", "1152x2048"), id="dalle3-tall-needs-2k"),
-        pytest.param("512x512", None, CHEAP, ("1:1", "1k", "1024x1024"), id="small-rounds-up"),
-        pytest.param("256x256", None, CHEAP, ("1:1", "1k", "1024x1024"), id="tiny"),
-        pytest.param("3840x2160", None, CHEAP, ("16:9", "4k", "3840x2160"), id="4k-widescreen"),
-        pytest.param("3072x3072", None, CHEAP, ("1:1", "2k", "2048x2048"), id="square-capped-at-2k"),
-        pytest.param("2048x1360", None, OFFICIAL, ("2048x1360", "2k", "2048x1360"), id="3:2-2k"),
-        pytest.param("16:9", "4k", CHEAP, ("16:9", "4k", "3840x2160"), id="ratio-4k"),
-        pytest.param("21:9", None, CHEAP, ("21:9", None, "2016x864"), id="ratio-default-tier"),
-        pytest.param("auto", None, OFFICIAL, ("auto", None, "auto"), id="auto"),
-        pytest.param(None, "2k", OFFICIAL, (None, "2k", "2048x2048"), id="no-size"),
+        pytest.param("1024x1024", None, ("1:1", "1k", "1024x1024"), id="square"),
+        pytest.param("1536x1024", None, ("3:2", "1k", "1536x1024"), id="landscape"),
+        pytest.param("1024x1536", None, ("2:3", "1k", "1024x1536"), id="portrait"),
+        pytest.param("1792x1024", None, ("16:9", "2k", "2048x1152"), id="dalle3-wide-needs-2k"),
+        pytest.param("1024x1792", None, ("9:16", "2k", "1152x2048"), id="dalle3-tall-needs-2k"),
+        pytest.param("512x512", None, ("1:1", "1k", "1024x1024"), id="small-rounds-up"),
+        pytest.param("256x256", None, ("1:1", "1k", "1024x1024"), id="tiny"),
+        pytest.param("3840x2160", None, ("16:9", "4k", "3840x2160"), id="4k-widescreen"),
+        pytest.param("3840x2160", "4k", ("16:9", "4k", "3840x2160"), id="4k-pixels-explicit-tier"),
+        pytest.param("3840x1648", None, ("21:9", "4k", "3840x1648"), id="4k-21:9"),
+        pytest.param("3072x3072", None, ("1:1", "2k", "2048x2048"), id="square-capped-at-2k"),
+        pytest.param("2048x1360", None, ("3:2", "2k", "2048x1360"), id="3:2-2k"),
+        pytest.param("16:9", "4k", ("16:9", "4k", "3840x2160"), id="ratio-4k"),
+        pytest.param("21:9", None, ("21:9", None, "2016x864"), id="ratio-default-tier"),
+        pytest.param("auto", None, ("auto", None, "auto"), id="auto"),
+        pytest.param(None, "2k", (None, "2k", "2048x2048"), id="no-size"),
     ],
 )
-def test_map_size(size, resolution, spec, expected) -> None:
-    """OpenAI sizes map to the document's (ratio, tier) cells, exact pixels where the channel takes them."""
-    assert codec.map_size(size, resolution, spec) == expected
+def test_map_size(size, resolution, expected) -> None:
+    """OpenAI sizes map to the document's (ratio, tier) cells: a ratio with a tier on every channel."""
+    assert codec.map_size(size, resolution) == expected
+
+
+@pytest.mark.parametrize(("ratio", "tier"), [(ratio, tier) for ratio, cells in codec.PIXELS.items() for tier in cells])
+def test_every_documented_cell_keeps_its_pixels(ratio, tier) -> None:
+    """Asking for a documented cell's exact pixels sends that cell's ratio and tier, and reports its pixels."""
+    width, height = codec.PIXELS[ratio][tier]
+    assert codec.map_size(f"{width}x{height}", None) == (ratio, tier, f"{width}x{height}")
 
 
 @pytest.mark.parametrize(
@@ -44,7 +49,7 @@ def test_map_size(size, resolution, spec, expected) -> None:
 def test_4k_only_widescreen(size, resolution) -> None:
     """4k with a non-widescreen, auto or missing size never reaches the upstream."""
     with pytest.raises(errors.InvalidRequest) as caught:
-        codec.map_size(size, resolution, OFFICIAL)
+        codec.map_size(size, resolution)
     assert caught.value.param == "resolution"
 
 
@@ -58,7 +63,7 @@ def test_plan_batches_official() -> None:
     assert [s.count for s in subs] == [4, 4, 2]
     assert [s.body["n"] for s in subs] == [4, 4, 2]
     assert subs[0].body == {
-        "model": "gpt-image-2-official", "prompt": "p", "size": "1024x1024", "resolution": "1k",
+        "model": "gpt-image-2-official", "prompt": "p", "size": "1:1", "resolution": "1k",
         "quality": "low", "n": 4,
     }  # fmt: skip
     assert subs[0].latency_class == "reapi/gpt-image-2-official/low/1k"

@@ -121,6 +121,36 @@ def test_moderated_output(shim_server, reve2img_state, key, upstream) -> None:
     assert task.id in caught.value.message
 
 
+def test_ratio_passes_through_and_a_refusal_names_size(sdk, shim_server, reve2img_state, key) -> None:
+    """size 21:9 reaches reve2img as aspect_ratio 21:9 (never silently 16:9); the emulator's refusal is a
+    400 naming size, at no cost."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(shim_server, key).images.generate(model="reve2img/flux-2", prompt="a heron", size="21:9")
+    assert (caught.value.code, caught.value.body["param"]) == ("invalid_value", "size")
+    assert "21:9" in caught.value.message and "INVALID_PARAMETER" in caught.value.message
+    counters = reve2img_state.counters(key)
+    assert (counters["submit_rejected"], counters["submits"]) == (1, 0)
+
+
+def test_image_urls_count_is_the_upstreams_to_limit(sdk, shim_server, reve2img_state, key) -> None:
+    """Five image_urls are sent (the reference sets no count); the emulator's own cap comes back as a 400
+    naming image."""
+    urls = [f"https://images.test/{i}.png" for i in range(5)]
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(shim_server, key).images.generate(model="reve-2.0", prompt="a heron", extra_body={"image_urls": urls})
+    assert caught.value.body["param"] == "image"
+    assert reve2img_state.counters(key)["submit_rejected"] == 1
+
+
+def test_long_prompt_is_sent(sdk, shim_server, reve2img_state, key) -> None:
+    """A 5,000-character prompt (over reAPI's 4,000) reaches reve2img, which sets no length."""
+    prompt = "a heron " * 625
+    result = sdk(shim_server, key).images.generate(model="reve2img/reve-2.0", prompt=prompt)
+    assert result.data[0].url
+    (task,) = tasks_of(reve2img_state, key)
+    assert task.body["prompt"] == prompt
+
+
 def test_no_credits(shim_server, reve2img_state, key) -> None:
     """A key with no credits is 429 insufficient_quota with x-should-retry false: one submit, no SDK retry."""
     api_key = "sk-broke-" + key
@@ -211,6 +241,11 @@ HOUSE_STYLE = """
 provider = "reve2img"
 model = "flux-2"
 size = "16:9"
+
+[models."reve-b64"]
+provider = "reve2img"
+model = "reve-2.0"
+response_format = "b64_json"
 """
 
 
@@ -239,6 +274,21 @@ def test_config_alias(configured_shim, reve2img_state, key, size, ratio, pixels)
     assert decode(result.data[0].b64_json).size == pixels
     (task,) = tasks_of(reve2img_state, key)
     assert (task.body["model"], task.body["aspect_ratio"]) == ("flux-2", ratio)
+
+
+def test_config_response_format(configured_shim, reve2img_state, key) -> None:
+    """A SHIM_CONFIG model with response_format = "b64_json" answers b64_json to a request naming none."""
+    response = httpx.post(
+        configured_shim.url + "/v1/images/generations",
+        json={"model": "reve-b64", "prompt": "a heron", "size": "1024x1024"},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    (datum,) = response.json()["data"]
+    assert set(datum) == {"b64_json"} and decode(datum["b64_json"]).format == "PNG"
+    (task,) = tasks_of(reve2img_state, key)
+    assert task.body["model"] == "reve-2.0"
 
 
 def test_config_alias_listed(configured_shim, key) -> None:

@@ -3,6 +3,7 @@ failing at start-up, and the reve2img codec those routes lead to (pure functions
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,16 @@ def write(tmp_path: Path, text: str | bytes) -> str:
         ),
         pytest.param("gpt-image-2.1-2026-01-01", Route("gpt-image-2.1-2026-01-01", "reapi", OFFICIAL), id="dated-2.x"),
         pytest.param("gpt-image-2.5", Route("gpt-image-2.5", "reapi", OFFICIAL), id="undated-2.x"),
+        pytest.param("gpt-image-1.5-2025-12-16", Route("gpt-image-1.5-2025-12-16", "reapi", OFFICIAL), id="dated-1.5"),
+        pytest.param("gpt-image-2-2026-04-21", Route("gpt-image-2-2026-04-21", "reapi", "gpt-image-2"), id="dated-2"),
+        pytest.param(
+            "dall-e-3-2025-01-01",
+            Route("dall-e-3-2025-01-01", "reapi", OFFICIAL, (("quality", "standard"),)),
+            id="dated-dall-e-3",
+        ),
+        pytest.param(
+            "gpt-image-1-mini-2025-10-06", Route("gpt-image-1-mini-2025-10-06", "reapi", OFFICIAL), id="dated-mini"
+        ),
     ],
 )
 def test_builtin_aliases(model, expected) -> None:
@@ -80,6 +91,9 @@ def test_provider_model_ids(model, expected) -> None:
         pytest.param("", id="empty"),
         pytest.param("gpt-image-2.1-", id="dangling-suffix"),
         pytest.param("dall-e-3/x", id="alias-as-provider"),
+        pytest.param("gpt-image-9-2025-01-01", id="dated-unknown-base"),
+        pytest.param("flux-2-2025-01-01", id="dated-non-openai-id"),
+        pytest.param("gpt-image-1-2025-1-1", id="not-a-date"),
     ],
 )
 def test_unknown_model(model) -> None:
@@ -96,6 +110,13 @@ def test_alias_of_absent_provider(model) -> None:
     with pytest.raises(errors.ModelNotFound):
         router.resolve(model)
     assert model not in dict(router.ids())
+
+
+def test_masked_dated_dall_e_2_routes_like_masked_dall_e_2() -> None:
+    """A dated dall-e-2 with a mask goes where a masked dall-e-2 goes: the channel that takes masks."""
+    router = Router(CATALOGS, {})
+    assert router.resolve("dall-e-2-2024-01-01", mask=True).upstream_model == OFFICIAL
+    assert router.resolve("dall-e-2-2024-01-01").upstream_model == "gpt-image-2"
 
 
 def test_configured_name_wins_and_is_listed() -> None:
@@ -135,6 +156,11 @@ provider = "reapi"
 model = "gpt-image-2-official"
 quality = "high"
 defaults = { background = "transparent", output_format = "webp" }
+
+[models."reve-2.0"]
+provider = "reve2img"
+model = "reve-2.0"
+response_format = "b64_json"
 """,
     )
     assert load_config(path, CATALOGS) == {
@@ -145,6 +171,7 @@ defaults = { background = "transparent", output_format = "webp" }
             OFFICIAL,
             (("background", "transparent"), ("output_format", "webp"), ("quality", "high")),
         ),
+        "reve-2.0": Route("reve-2.0", "reve2img", "reve-2.0", (("response_format", "b64_json"),)),
     }
 
 
@@ -166,6 +193,7 @@ GOOD = 'provider = "reve2img"\nmodel = "flux-2"\n'
         pytest.param(f'[models."bad"]\n{GOOD}quality = "ultra"\n', "quality", id="bad-quality"),
         pytest.param(f'[models."bad"]\n{GOOD}output_format = "gif"\n', "output_format", id="bad-format"),
         pytest.param(f'[models."bad"]\n{GOOD}background = "none"\n', "background", id="bad-background"),
+        pytest.param(f'[models."bad"]\n{GOOD}response_format = "png"\n', "response_format", id="bad-response-format"),
         pytest.param(f'[models."bad"]\n{GOOD}defaults = "hd"\n', "defaults", id="defaults-not-table"),
         pytest.param(f'[models."bad"]\n{GOOD}defaults = 3\n', "defaults", id="defaults-number"),
         pytest.param(f'[models."bad"]\n{GOOD}[models."bad".defaults]\nseed = "1"\n', "seed", id="nested-unknown"),
@@ -229,16 +257,17 @@ def test_bad_config_fails_create_app(tmp_path) -> None:
         pytest.param("1024x1536", "2:3", id="portrait"),
         pytest.param("2048x1536", "4:3", id="four-three"),
         pytest.param("1536x2048", "3:4", id="three-four"),
-        pytest.param("3840x1280", "16:9", id="widest-wide"),
-        pytest.param("16:9", "16:9", id="ratio-supported"),
-        pytest.param("21:9", "16:9", id="ratio-nearest-wide"),
-        pytest.param("5:4", "4:3", id="ratio-nearest-5:4"),
-        pytest.param("4:5", "3:4", id="ratio-nearest-4:5"),
-        pytest.param("1:2", "9:16", id="ratio-nearest-tall"),
+        pytest.param("3840x1280", "21:9", id="widest-wide"),
+        pytest.param("1280x1024", "5:4", id="five-four-pixels"),
+        pytest.param("16:9", "16:9", id="ratio"),
+        pytest.param("21:9", "21:9", id="ratio-21:9-as-given"),
+        pytest.param("5:4", "5:4", id="ratio-5:4-as-given"),
+        pytest.param("1:2", "1:2", id="ratio-1:2-as-given"),
     ],
 )
 def test_aspect_ratio(size, ratio) -> None:
-    """OpenAI sizes map to the nearest aspect_ratio reve2img supports; none is sent for auto or absent."""
+    """A ratio goes to reve2img as given, WxH as its nearest ratio; none is sent for auto or absent (the
+    reference lists no aspect ratios, so none is replaced by a guess of what the upstream takes)."""
     assert codec.aspect_ratio(size) == ratio
 
 
@@ -246,16 +275,14 @@ def job(model: str = "flux-2", **fields) -> ImageJob:
     return ImageJob(operation="generate", route=Route(f"reve2img/{model}", "reve2img", model), prompt="a cat", **fields)
 
 
+FIVE = tuple(f"https://x.test/{i}.png" for i in range(5))
+
+
 @pytest.mark.parametrize(
-    ("fields", "body", "size"),
+    ("fields", "body"),
     [
-        pytest.param({}, {"model": "flux-2", "prompt": "a cat"}, "1024x1024", id="default"),
-        pytest.param(
-            {"size": "1792x1024"},
-            {"model": "flux-2", "prompt": "a cat", "aspect_ratio": "16:9"},
-            "1360x768",
-            id="wide",
-        ),
+        pytest.param({}, {"model": "flux-2", "prompt": "a cat"}, id="default"),
+        pytest.param({"size": "1792x1024"}, {"model": "flux-2", "prompt": "a cat", "aspect_ratio": "16:9"}, id="wide"),
         pytest.param(
             {"size": "2:3", "image_urls": ("https://x.test/a.png",)},
             {
@@ -264,29 +291,47 @@ def job(model: str = "flux-2", **fields) -> ImageJob:
                 "aspect_ratio": "2:3",
                 "image_urls": ["https://x.test/a.png"],
             },
-            "832x1248",
             id="reference-image",
+        ),
+        pytest.param(
+            {"image_urls": FIVE}, {"model": "flux-2", "prompt": "a cat", "image_urls": list(FIVE)}, id="five-images"
         ),
     ],
 )
-def test_plan_one_task_per_image(fields, body, size) -> None:
-    """plan makes n identical one-image submissions with the mapped aspect ratio and its pixel size."""
-    submission = Submission(body, 1, "reve2img/flux-2", size, None, "opaque")
+def test_plan_one_task_per_image(fields, body) -> None:
+    """plan makes n identical one-image submissions with the mapped aspect ratio (pixels undocumented, so
+    the size is only reported when read from a downloaded image)."""
+    submission = Submission(body, 1, "reve2img/flux-2", None, None, "opaque")
     assert codec.plan(job(n=3, **fields)) == [submission] * 3
 
 
+def test_plan_takes_a_long_prompt() -> None:
+    """The reference sets no prompt length: a 10,000-character prompt goes through as given."""
+    (submission,) = codec.plan(dataclasses.replace(job(), prompt="p" * 10_000))
+    assert submission.body["prompt"] == "p" * 10_000
+
+
+def test_plan_rejects_a_mask() -> None:
+    """A mask is an InvalidRequest naming it, before any upstream call (reve2img has no mask field)."""
+    with pytest.raises(errors.InvalidRequest) as caught:
+        codec.plan(job(mask_url="https://x.test/m.png"))
+    assert caught.value.param == "mask"
+
+
 @pytest.mark.parametrize(
-    ("fields", "param"),
+    ("detail", "param"),
     [
-        pytest.param({"mask_url": "https://x.test/m.png"}, "mask", id="mask"),
-        pytest.param({"image_urls": tuple(f"https://x.test/{i}.png" for i in range(5))}, "image", id="five-images"),
+        pytest.param("aspect_ratio '21:9' is not one of 1:1, 16:9", "size", id="aspect-ratio"),
+        pytest.param("image_urls accepts at most 4 URLs.", "image", id="image-urls"),
+        pytest.param("prompt must be a string.", "prompt", id="prompt"),
+        pytest.param("Invalid JSON, or a parameter is invalid / missing.", None, id="unnamed"),
     ],
 )
-def test_plan_rejects(fields, param) -> None:
-    """What reve2img cannot do is an InvalidRequest naming the parameter, before any upstream call."""
-    with pytest.raises(errors.InvalidRequest) as caught:
-        codec.plan(job(**fields))
-    assert caught.value.param == param
+def test_invalid_parameter_names_the_field(detail, param) -> None:
+    """An upstream INVALID_PARAMETER is a 400 whose param is the OpenAI field its detail names."""
+    payload = {"code": 400, "message": "INVALID_PARAMETER", "detail": detail}
+    error = codec.map_error(400, payload, 1.0, submitting=True)
+    assert type(error) is errors.InvalidRequest and error.param == param and detail in error.message
 
 
 @pytest.mark.parametrize(
@@ -310,7 +355,12 @@ def test_plan_rejects(fields, param) -> None:
                 "error": {"code": "TIMEOUT", "message": "The task timed out."},
             },
             Task("abc123", "failed", error_code="TIMEOUT", error_message="The task timed out."),
-            id="failed",
+            id="failed-name-in-code",
+        ),
+        pytest.param(
+            {"task_id": "abc123", "status": "FAILED", "error": {"code": 504, "message": "TIMEOUT"}},
+            Task("abc123", "failed", error_code="TIMEOUT", error_message="code 504"),
+            id="failed-status-in-code-name-in-message",
         ),
         pytest.param(
             {
@@ -350,6 +400,58 @@ def test_task_failure(code, error, status) -> None:
     """A FAILED task becomes the client's error with the status of its code, naming the task."""
     failure = codec.task_failure(Task("t-1", "failed", error_code=code, error_message="m"))
     assert type(failure) is error and failure.status == status and "t-1" in failure.message
+
+
+@pytest.mark.parametrize(
+    ("error", "name", "status", "kind"),
+    [
+        pytest.param({"code": "TIMEOUT", "message": "timed out"}, "TIMEOUT", 504, errors.TaskFailed, id="name-in-code"),
+        pytest.param({"code": 504, "message": "TIMEOUT"}, "TIMEOUT", 504, errors.TaskFailed, id="envelope-504"),
+        pytest.param(
+            {"code": 503, "message": "SERVICE_UNAVAILABLE"}, "SERVICE_UNAVAILABLE", 503, errors.TaskFailed, id="env-503"
+        ),
+        pytest.param(
+            {"code": 400, "message": "CONTENT_POLICY_VIOLATION"},
+            "CONTENT_POLICY_VIOLATION",
+            400,
+            errors.ContentPolicyViolation,
+            id="envelope-moderated",
+        ),
+        pytest.param(
+            {"code": 500, "message": "GENERATION_FAILED"}, "GENERATION_FAILED", 502, errors.TaskFailed, id="env-500"
+        ),
+        pytest.param({"code": 504}, "TIMEOUT", 504, errors.TaskFailed, id="status-only-504"),
+        pytest.param({"code": "503"}, "SERVICE_UNAVAILABLE", 503, errors.TaskFailed, id="status-only-as-text"),
+        pytest.param(
+            {"code": 400, "message": "Output rejected by content moderation"},
+            "CONTENT_POLICY_VIOLATION",
+            400,
+            errors.ContentPolicyViolation,
+            id="status-and-moderation-words",
+        ),
+        pytest.param({"message": "the GPU caught fire"}, "GENERATION_FAILED", 502, errors.TaskFailed, id="unknown"),
+        pytest.param({}, "GENERATION_FAILED", 502, errors.TaskFailed, id="no-error-object"),
+        pytest.param({"code": "timeout", "message": 7}, "TIMEOUT", 504, errors.TaskFailed, id="lower-case-name"),
+    ],
+)
+def test_failed_task_under_every_reading(error, name, status, kind) -> None:
+    """A FAILED task's error names the same failure whichever field carries the NAME or only a status."""
+    task = codec.parse_task({"task_id": "t-2", "status": "FAILED", "error": error}, "t-2")
+    assert task.error_code == name
+    failure = codec.task_failure(task)
+    assert type(failure) is kind and failure.status == status and "t-2" in failure.message and name in failure.message
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param({"code": 504, "message": "TIMEOUT", "detail": "slow"}, id="name-in-message"),
+        pytest.param({"code": "TIMEOUT", "message": "slow"}, id="name-in-code"),
+    ],
+)
+def test_map_error_reads_the_name_from_either_field(payload) -> None:
+    """An error envelope's NAME is found in `message` (the reference) or in `code`."""
+    assert type(codec.map_error(504, payload, 1.0, submitting=True)) is errors.SubmitOutcomeUnknown
 
 
 ROWS = [  # the reference's error table: (HTTP, message)

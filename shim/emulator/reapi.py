@@ -19,6 +19,69 @@ Prompt markers (for tests; they combine):
   [poll500=K]               the first K polls of the task answer 500 code 90000 "internal error"
   [submit500] [submit503]   submit answers 500 / 503 code 90000; no task, no charge
   [submit_slow=S]           the task is created and charged, then the reply waits S real seconds
+
+Rules, each with the sentence of ../shared/upstream/ it implements ("ours" where the documents are silent;
+"strict" where they are ambiguous and the emulator takes the reading that refuses most). Files: O =
+reapi-overview.txt, G = reapi-gpt-image-2-official.txt, N = reapi-notes.md, Q = reapi-quickstart.txt.
+
+  auth: 10001 / 10002 (401)     N "10001 missing Authorization header, 10002 header is not `Bearer <key>`"
+  auth: rk_invalid* 10003 (401), rk_revoked* 10004 (403)
+                                N "10003 key invalid, 10004 key revoked"; which keys: ours (test keys)
+  rate limit, 429 50001         O "10 requests / second / user. When exceeded, you get HTTP 429 with code
+                                50001 and a Retry-After header"; polls count: O "Polling ... shares the same
+                                limit". strict: "in 1-second windows" read as a sliding window (any 1 s),
+                                not fixed clock seconds; a refused request takes no slot: ours
+  invalid JSON 20001            ours (the validation table names no code for it)
+  model or prompt missing 20002 O "Both `model` and `prompt` are required" (code 20002 in the example)
+  unknown model 20004           ours (no code is documented)
+  prompt empty 20002, > 4000 20007
+                                G "Missing / empty -> 400 prompt is required (code 20002). Longer than 4,000
+                                chars -> 400 prompt must be at most 4000 characters (code 20007)"
+  non-string model / prompt 20003  ours
+  size: 14 values, WxH on official only, else 20003
+                                G "One of these 14 values (or auto ...). This channel additionally accepts a
+                                pixel string ... Anything outside the list and not a pixel string is rejected
+                                with 400"; N gpt-image-2 "sizes are the 14 ratio values (no WxH)"
+  WxH snapping                  G "the upstream snaps it to the closest supported dimension": nearest ratio,
+                                then nearest area is ours; the snapped tier wins over `resolution` (ours:
+                                the document does not say how the two combine)
+  resolution 1k/2k/4k, any case G "1k / 2k / 4k. Case-insensitive"; unknown -> 20003 (validation table)
+  4k only with the six ratios   G "resolution: "4k" requires size to be one of 16:9, 9:16, 2:1, 1:2, 21:9,
+                                or 9:21"; strict: the size string itself, so 4k with a pixel string is 20003
+  size omitted                  G "T2I (no image_urls) -> defaults to "1:1". I2I -> output mirrors the first
+                                reference image's ratio"
+  n 1-4 on official, else 20003 G "Range 1-4" / "n outside 1-4 | 20003"; other models: N "`n` is fixed at 1";
+                                strict: any other n is 20003 rather than ignored
+  quality / mask_url / background / moderation on other models -> 20003
+                                N gpt-image-2 has "no quality, mask, background or moderation"; strict:
+                                refused rather than ignored
+  image_urls <= 16, http(s), no data: URIs (20003)
+                                G "Up to 16 entries. ... Public HTTP(S) URLs only. No data: URIs" and the
+                                validation table's messages
+  mask_url needs image_urls, no data: URI (20003)   G validation table
+  quality / background / moderation enums (20003)   G "Unknown quality / background / moderation | 20003"
+  a bad mask (size, alpha, opaque) fails the task 80003 after the download
+                                G "Mismatched dimensions or a fully opaque mask return 400 from upstream":
+                                the emulator learns it only once it has fetched the mask, so ours
+  [moderated] -> 400 20010, no charge
+                                G "rejected prompts return 400 at no charge"; the code 20010 is ours
+  credits charged on submit, refunded once before a poll sees the failure
+                                O "Each call deducts credits"; "Failed tasks are automatically refunded ...
+                                before any poll observes the failed status. Refund is one-shot"
+  price                         G "credits = ceil(per_image_usd x n x 1000)", "auto bills at the high rate",
+                                "When size is "auto", reAPI prices against the most expensive ratio"; the
+                                rates are ours (N: gpt-image-2 "1K 7 credits, 2K 14, 4K 20")
+  402 30001                     N "3xxxx billing (402)"; 30001 is ours
+  Idempotency-Key ignored       O "reAPI does not deduplicate by Idempotency-Key"
+  task statuses and replies     N "processing, completed (output filled), failed (error filled ...)";
+                                G "Submit and poll share the same shape", "output.image_urls ... length = n",
+                                "error ... { code, message }"
+  80001 / 80002 / 80003         G "provider_submit_failed / provider_polling_timeout / provider_failed"
+  latency                       G "Polling pattern" table (low x 1k 20-40 s, medium x 1k 30-60 s, high x 2k
+                                60-120 s, high x 4k 120-180 s); other cells interpolated: ours
+  unknown or foreign task 404 20404   ours (no code is documented)
+  result images                 N "Result URLs stay valid for 7 days" (Cache-Control max-age 7 days)
+  x-request-id, request_id      O "request_id is unique per call"; the header is ours
 """
 
 from __future__ import annotations

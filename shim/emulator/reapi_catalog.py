@@ -144,7 +144,9 @@ def parse_request(raw: bytes) -> tuple[dict[str, Any], ImageSpec]:
                 raise invalid(f"{name} is not supported by {model}")
     ratio, snapped = _parse_size(body.get("size"), official)
     resolution = _parse_resolution(body.get("resolution"))
-    if resolution == "4k" and ratio not in WIDESCREEN:
+    # "resolution: "4k" requires size to be one of 16:9, 9:16, 2:1, 1:2, 21:9, or 9:21": the strictest reading
+    # holds the size string itself to the six ratios, so a pixel string with 4k is refused, even 3840x2160.
+    if resolution == "4k" and body.get("size") not in WIDESCREEN:
         raise invalid("4K requires an explicit size in {" + ", ".join(WIDESCREEN) + "}")
     n = _parse_n(body.get("n"), official)
     image_urls = _parse_image_urls(body.get("image_urls"))

@@ -6,20 +6,56 @@ PNGs are the shared emulator helpers `ratelimit` and `images`. Nothing here impo
 
 Prompt markers (anywhere in the prompt):
     [moderated]            400 CONTENT_POLICY_VIOLATION at submit; no task, no charge.
-    [moderated_output]     the task ends FAILED, error.code CONTENT_POLICY_VIOLATION, refunded.
-    [fail=CODE]            CODE is GENERATION_FAILED, TIMEOUT or SERVICE_UNAVAILABLE: ends FAILED, refunded.
+    [moderated_output]     the task ends FAILED, error {code: 400, message: CONTENT_POLICY_VIOLATION}, refunded.
+    [fail=NAME]            NAME is GENERATION_FAILED, TIMEOUT or SERVICE_UNAVAILABLE: ends FAILED with error
+                           {code: <its HTTP status>, message: NAME}, refunded.
     [latency=S]            ready after exactly S real seconds (time_scale is not applied).
     [submit500]            500 GENERATION_FAILED at submit; no task, no charge.
     [submit503]            503 SERVICE_UNAVAILABLE at submit; no task, no charge.
     [poll500=K]            the task's first K status calls answer 500 GENERATION_FAILED.
 
-Where the reference is silent we chose:
-    * checks run in the order auth, rate limit, body, [moderated]/[submitNNN], in-flight cap, credits;
-    * a synchronous model answers SUCCESS at once only when nothing delays or fails the task; otherwise it
-      answers IN_PROGRESS like every other model and the outcome shows on the next status call;
-    * a request refused with RATE_LIMITED takes no slot in the sliding window;
-    * one image per task; FAILED tasks carry no consumed_credits;
-    * the /_emulator/* control endpoints need no key and answer plain JSON, not the envelope.
+Rules, each with the sentence of ../shared/upstream/reve2img-api-reference.txt it implements ("ours" where
+the reference is silent; "strict" where it is ambiguous and the emulator takes the reading that refuses most
+or that a careless client would misread):
+
+    envelope {code, message, data}; errors {code: HTTP status, message: NAME, detail}
+                        "Every response uses a consistent envelope ... Errors return the HTTP status code in
+                        both the HTTP response and code, with a machine-readable message and an optional
+                        detail"; the NAME -> status table is ERROR_STATUS ("Errors" table)
+    Bearer key, 401 INVALID_API_KEY
+                        "All requests require an API key, passed as a Bearer token"; "Missing, malformed,
+                        unknown, or revoked API key"; which keys are bad (sk-invalid*): ours (test keys)
+    429 RATE_LIMITED, Retry-After
+                        "Too many requests - slow down"; the limit (10 per sliding second), Retry-After and
+                        a refused request taking no slot: ours. strict: status calls count too, although
+                        "Polling too fast simply returns the current state (it is not an error)"
+    429 TOO_MANY_TASKS  "Too many tasks in flight - wait for them to finish"; the cap (8 per key): ours
+    400 INVALID_PARAMETER for a body that is not a JSON object
+                        "Invalid JSON, or a parameter is invalid / missing"
+    400 INVALID_MODEL   "Unknown or missing model"; the catalog (reve-2.0, reve-2.0-fast, flux-2,
+                        seedream-4.0) and prices: ours (the category pages are not in our documents)
+    400 INVALID_PROMPT  "prompt is missing or empty"; strict: required for every model ("Usually")
+    prompt length       no limit (the reference sets none)
+    aspect_ratio        the field is named ("e.g. image_urls, aspect_ratio"), its values are not: the seven
+                        ratios of ASPECT_SIZES, their pixels and the 1:1 default are ours; any other value is
+                        INVALID_PARAMETER naming aspect_ratio (strict: a short list)
+    image_urls          named, not specified: a list of at most 4 http(s) URLs, 2 credits each, is ours
+    other fields        accepted and ignored ("Each category adds its own fields")
+    400 CONTENT_POLICY_VIOLATION
+                        "Prompt or output rejected by content moderation": at submit ([moderated]) or as
+                        a FAILED task ([moderated_output])
+    credits             "Credits are deducted ... when a task is created" (402 INSUFFICIENT_CREDITS when the
+                        balance is short); "the exact amount is returned as consumed_credits on success";
+                        "Failed tasks are refunded automatically" / "not charged" (refunded once)
+    synchronous models  "Synchronous models (e.g. Reve 2.0) may return SUCCESS with response.resultUrls right
+                        away; everything else returns IN_PROGRESS"; it answers SUCCESS at once only when no
+                        marker delays or fails the task (ours)
+    status call         "GET /api/v1/status?task_id={id}"; no task_id: INVALID_PARAMETER; unknown or another
+                        key's task: 404 TASK_NOT_FOUND ("No task with that task_id belongs to your account")
+    FAILED task error   "data.error contains a code and message": strict, by analogy with the envelope,
+                        {code: <HTTP status of the NAME>, message: <NAME>}; no consumed_credits (ours)
+    one image per task, the /cdn/ result URLs, x-request-id, check order (auth, rate limit, body, markers,
+    in-flight cap, credits), the /_emulator/* control endpoints (no key, plain JSON): ours
 """
 
 from __future__ import annotations
@@ -42,6 +78,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shim.emulator.images import render_png
 from shim.emulator.ratelimit import SlidingWindowLimiter, retry_after_seconds
 from shim.emulator.reve2img_catalog import (
+    ERROR_STATUS,
     ERROR_TEXT,
     MODELS,
     ApiError,
@@ -230,7 +267,9 @@ class Reve2imgEmulator:
             task.result_urls = [f"{task.base_url}/cdn/{task.id}/0.png"]
             return
         task.status = "FAILED"
-        task.error = {"code": task.fate, "message": ERROR_TEXT[task.fate]}
+        # "data.error contains a code and message": which field holds the NAME is not said, so the strictest
+        # reading, by analogy with the error envelope, puts the HTTP status in `code`, the NAME in `message`.
+        task.error = {"code": ERROR_STATUS[task.fate], "message": task.fate}
         if not task.refunded:
             self._balances[task.key] = self._balance(task.key) + task.credits_charged
             task.refunded = True

@@ -98,9 +98,11 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 IMAGE_URL_PRICE = 2
+# Ours: the reference names image_urls but sets no count (the shim sends what the client gave).
 MAX_IMAGE_URLS = 4
 
-# Roughly one megapixel, both sides multiples of 16.
+# Ours: the reference names aspect_ratio but lists no values or pixels. Roughly one megapixel, sides
+# multiples of 16; a short list on purpose, so a shim that invents the upstream's ratios is caught.
 ASPECT_SIZES: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024),
     "16:9": (1360, 768),
@@ -204,7 +206,7 @@ def parse_generate(raw: bytes) -> Generation:
     prompt = body.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         raise ApiError("INVALID_PARAMETER", "prompt must be a string.")
-    if not prompt or not prompt.strip():
+    if not prompt or not prompt.strip():  # "prompt is missing or empty"; no length limit is documented
         raise ApiError("INVALID_PROMPT")
 
     ratio = body.get("aspect_ratio", DEFAULT_ASPECT_RATIO)
@@ -261,7 +263,7 @@ class TaskRecord:
     polls: int = 0
     refunded: bool = False
     result_urls: list[str] = field(default_factory=list)
-    error: dict[str, str] | None = None
+    error: dict[str, int | str] | None = None
 
 
 def key_digest(key: str) -> str:

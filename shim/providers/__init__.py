@@ -23,7 +23,6 @@ class ModelSpec:
 
     id: str
     max_batch: int = 1
-    pixel_sizes: bool = False
     quality: bool = False
     background: bool = False
     moderation: bool = False

@@ -23,7 +23,8 @@ class ReapiProvider(HttpAdapter):
 
     async def submit(self, body: Mapping[str, Any], key: str) -> Task:
         reply = await self._call("submit", "POST", "/images/generations", key, body=body)
-        if reply.status == 200 and isinstance(reply.payload, Mapping) and reply.payload.get("id"):
+        # Any 2xx naming a task created it (a 201 or 202 is as paid as a 200): never abandon it.
+        if 200 <= reply.status < 300 and isinstance(reply.payload, Mapping) and reply.payload.get("id"):
             return codec.parse_submitted(reply.payload)
         error = codec.map_error(reply.status, reply.payload, retry_after_seconds(reply.headers))
         if isinstance(error, errors.UpstreamTransient):
@@ -33,6 +34,6 @@ class ReapiProvider(HttpAdapter):
     async def poll(self, task_id: str, key: str) -> Task:
         # The id is the upstream's: quoted, so that no character of it can change the request line.
         reply = await self._call("poll", "GET", f"/tasks/{quote(task_id, safe='')}", key)
-        if reply.status == 200 and isinstance(reply.payload, Mapping):
+        if 200 <= reply.status < 300 and isinstance(reply.payload, Mapping):
             return codec.parse_task(reply.payload, task_id)
         raise codec.map_error(reply.status, reply.payload, retry_after_seconds(reply.headers))

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import errors
+from ..openai_wire import prompt_too_long
 from ..pacing import LatencyPrior
 from ..sizes import nearest_ratio, parse_pixels
 from ..types import ImageJob, Task
@@ -19,8 +20,7 @@ OFFICIAL = "gpt-image-2-official"
 CATALOG: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in (
-        ModelSpec(OFFICIAL, max_batch=4, pixel_sizes=True, quality=True, background=True, moderation=True,
-                  mask=True),
+        ModelSpec(OFFICIAL, max_batch=4, quality=True, background=True, moderation=True, mask=True),
         ModelSpec("gpt-image-2"),
         ModelSpec("gemini-2.5-flash-image-preview"),
         ModelSpec("gemini-3-pro-image-preview"),
@@ -89,12 +89,14 @@ def _require_4k_widescreen(ratio: str | None, resolution: str | None) -> None:
         )
 
 
-def map_size(size: str | None, resolution: str | None, spec: ModelSpec) -> tuple[str | None, str | None, str]:
+def map_size(size: str | None, resolution: str | None) -> tuple[str | None, str | None, str]:
     """OpenAI size (+ optional reAPI resolution) -> (upstream size, upstream resolution, reported size).
 
-    WxH goes out as exact pixels where the channel takes them, else as the nearest ratio; the tier is the
-    given resolution, else the smallest tier whose cell is not smaller than the request (4k only for the
-    six widescreen ratios, so never an upstream-invalid combination).
+    WxH goes out as the nearest ratio with a tier, on every channel: the tier is the given resolution, else
+    the smallest tier whose cell is not smaller than the request (4k only for the six widescreen ratios).
+    The official channel also takes a pixel string, but the document says 4k "requires size to be one of
+    16:9, 9:16, 2:1, 1:2, 21:9, or 9:21" and does not say how a pixel string and a resolution combine; a
+    ratio with a tier is valid under every reading and names exactly the documented cell.
     """
     if size is None or size == "auto":
         _require_4k_widescreen(None, resolution)
@@ -115,8 +117,7 @@ def map_size(size: str | None, resolution: str | None, spec: ModelSpec) -> tuple
         fitting = [t for t in allowed if PIXELS[ratio][t][0] >= width and PIXELS[ratio][t][1] >= height]
         tier = fitting[0] if fitting else allowed[-1]
     cell = PIXELS[ratio][tier]
-    upstream_size = size if spec.pixel_sizes else ratio
-    return upstream_size, tier, "x".join(map(str, cell))
+    return ratio, tier, "x".join(map(str, cell))
 
 
 def _batches(n: int, max_batch: int) -> list[int]:
@@ -133,10 +134,16 @@ def _unsupported(field: str, model: str, param: str) -> errors.InvalidRequest:
     )
 
 
+#: "prompt — string, 1–4,000 characters" (gpt-image-2-official); applied to every reAPI channel.
+MAX_PROMPT = 4000
+
+
 def plan(job: ImageJob) -> list[Submission]:
     """The reAPI submissions for a job: batches of up to 4 on the official channel, n tasks elsewhere."""
     model = job.route.upstream_model
     spec = CATALOG[model]
+    if len(job.prompt) > MAX_PROMPT:
+        raise prompt_too_long(len(job.prompt), MAX_PROMPT, job.route.public_id)
     if job.mask_url and not spec.mask:
         raise _unsupported("mask", job.route.public_id, "mask")
     if len(job.image_urls) > spec.max_image_urls:
@@ -145,7 +152,7 @@ def plan(job: ImageJob) -> list[Submission]:
             param="image",
             code="invalid_value",
         )
-    size, resolution, reported = map_size(job.size, job.resolution, spec)
+    size, resolution, reported = map_size(job.size, job.resolution)
     body: dict[str, Any] = {"model": model, "prompt": job.prompt}
     if size is not None:
         body["size"] = size

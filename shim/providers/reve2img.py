@@ -41,9 +41,13 @@ class Reve2imgProvider(HttpAdapter):
 
 
 def _data(reply: Reply) -> Mapping[str, Any] | None:
-    """The `data` of a successful `{code: 200, message, data}` envelope, else None."""
+    """The `data` of a successful `{code: 200, message, data}` envelope, else None.
+
+    Any 2xx counts, whatever its envelope `code` says: a task id in it means a task exists (and was paid
+    for), so it is never abandoned for a 201 or 202.
+    """
     payload = reply.payload
-    if reply.status != 200 or not isinstance(payload, Mapping) or payload.get("code") != 200:
+    if not 200 <= reply.status < 300 or not isinstance(payload, Mapping):
         return None
     data = payload.get("data")
     return data if isinstance(data, Mapping) else None

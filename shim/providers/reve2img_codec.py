@@ -1,8 +1,10 @@
-"""reve2img's wire format, pure: jobs to /api/v1/generate bodies, status envelopes to Task, errors (named
-by `message`) to ours.
+"""reve2img's wire format, pure: jobs to /api/v1/generate bodies, status envelopes to Task, errors and
+failed tasks (named by a NAME of the reference's error table, wherever it is) to ours.
 
-The reference lists no model catalog (its category pages are not in our documents); the catalog and
-aspect-ratio sizes below are the ones our emulator implements, and the README says so.
+The reference lists no model catalog (its category pages are not in our documents); the catalog below is
+the one our emulator implements, and the README says so. Nor does it list aspect ratios, image_urls limits,
+prompt lengths or output pixels: the shim invents none of them. It passes the client's values through and
+maps the upstream's documented INVALID_PARAMETER back to a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -20,17 +22,12 @@ from . import ModelSpec, Submission, task_id_of, url_strings
 CATALOG: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in (
-        ModelSpec("reve-2.0", synchronous=True, max_image_urls=4),
-        ModelSpec("reve-2.0-fast", synchronous=True, max_image_urls=4),
-        ModelSpec("flux-2", max_image_urls=4),
-        ModelSpec("seedream-4.0", max_image_urls=4),
+        ModelSpec("reve-2.0", synchronous=True),
+        ModelSpec("reve-2.0-fast", synchronous=True),
+        ModelSpec("flux-2"),
+        ModelSpec("seedream-4.0"),
     )
 }
-ASPECT_SIZES: dict[str, tuple[int, int]] = {
-    "1:1": (1024, 1024), "16:9": (1360, 768), "9:16": (768, 1360), "4:3": (1152, 864),
-    "3:4": (864, 1152), "3:2": (1248, 832), "2:3": (832, 1248),
-}  # fmt: skip
-ASPECTS = tuple(ASPECT_SIZES)
 PRIORS: dict[str, LatencyPrior] = {
     "reve2img/reve-2.0": LatencyPrior(0.5, 2.0),
     "reve2img/reve-2.0-fast": LatencyPrior(0.5, 1.0),
@@ -38,19 +35,31 @@ PRIORS: dict[str, LatencyPrior] = {
     "reve2img/seedream-4.0": LatencyPrior(20, 40),
 }
 STATUSES: dict[str, TaskStatus] = {"IN_PROGRESS": "processing", "SUCCESS": "completed", "FAILED": "failed"}
+#: The reference's error table, NAME -> HTTP status ("Errors return the HTTP status code in both the HTTP
+#: response and `code`, with a machine-readable `message`").
+ERROR_STATUS: dict[str, int] = {
+    "INVALID_PROMPT": 400, "INVALID_MODEL": 400, "INVALID_PARAMETER": 400, "CONTENT_POLICY_VIOLATION": 400,
+    "INVALID_API_KEY": 401, "INSUFFICIENT_CREDITS": 402, "TASK_NOT_FOUND": 404, "RATE_LIMITED": 429,
+    "TOO_MANY_TASKS": 429, "GENERATION_FAILED": 500, "SERVICE_UNAVAILABLE": 503, "TIMEOUT": 504,
+}  # fmt: skip
+#: A bare HTTP status -> the NAME it stands for when no NAME came with it (400 and 429 have several; the
+#: generic one is chosen, and moderation is recognised by its words).
+STATUS_NAMES: dict[int, str] = {
+    400: "INVALID_PARAMETER", 401: "INVALID_API_KEY", 402: "INSUFFICIENT_CREDITS", 404: "TASK_NOT_FOUND",
+    429: "RATE_LIMITED", 500: "GENERATION_FAILED", 503: "SERVICE_UNAVAILABLE", 504: "TIMEOUT",
+}  # fmt: skip
 
 
 def aspect_ratio(size: str | None) -> str | None:
-    """OpenAI size -> the nearest supported aspect_ratio; None (the upstream's default) for auto/absent."""
+    """OpenAI size -> aspect_ratio: a ratio as given, WxH as the nearest of the shim's ratio vocabulary
+    (`sizes.RATIOS`); None (the upstream's default) for auto/absent. Which ratios a model takes is the
+    upstream's to say: an unsupported one comes back as INVALID_PARAMETER, never silently replaced."""
     if size is None or size == "auto":
         return None
-    if size in ASPECT_SIZES:
-        return size
     pixels = parse_pixels(size)
     if pixels is None:
-        w, h = (int(p) for p in size.split(":"))
-        pixels = (w, h)
-    return nearest_ratio(pixels[0], pixels[1], ASPECTS)
+        return size
+    return nearest_ratio(pixels[0], pixels[1])
 
 
 def plan(job: ImageJob) -> list[Submission]:
@@ -76,8 +85,8 @@ def plan(job: ImageJob) -> list[Submission]:
         body["aspect_ratio"] = ratio
     if job.image_urls:
         body["image_urls"] = list(job.image_urls)
-    w, h = ASPECT_SIZES[ratio or "1:1"]
-    return [Submission(body, 1, f"reve2img/{model}", f"{w}x{h}", None, "opaque") for _ in range(job.n)]
+    # The output pixels are not documented: the size is reported only when read from a downloaded image.
+    return [Submission(body, 1, f"reve2img/{model}", None, None, "opaque") for _ in range(job.n)]
 
 
 def parse_submitted(data: Mapping[str, Any]) -> Task:
@@ -117,14 +126,48 @@ def parse_task(data: Mapping[str, Any], task_id: str) -> Task:
         )
     if status is None:
         raise errors.UpstreamTransient(f"unknown task status {printable(raw_status, 40)!r}")
+    name, text = read_failure(error) if status == "failed" else (None, None)
     return Task(
         id=task_id,
         status=status,
         image_urls=urls,
-        error_code=printable(error["code"], 40) if error.get("code") else None,
-        error_message=printable(error["message"], 500) if error.get("message") else None,
+        error_code=name,
+        error_message=None if text is None else printable(text, 500),
         credits=credits if isinstance(credits, int) and not isinstance(credits, bool) and credits >= 0 else None,
     )
+
+
+def _status_of(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def read_failure(error: Mapping[str, Any]) -> tuple[str, str | None]:
+    """A FAILED task's `data.error` ("contains a code and message") -> (NAME, the rest of its text).
+
+    The reference does not say which field holds the NAME, so every reading is accepted: the NAME in `code`
+    (`{"code": "TIMEOUT", "message": "..."}`); the HTTP status in `code` and the NAME in `message`, as in
+    its error envelope (`{"code": 504, "message": "TIMEOUT"}`); a status alone (`{"code": 504}`); or text
+    that names nothing (`GENERATION_FAILED`, or `CONTENT_POLICY_VIOLATION` when it speaks of moderation).
+    """
+    fields = [error.get(name) for name in ("code", "message", "detail")]
+    texts = [str(value).strip() for value in fields if value is not None and str(value).strip()]
+    name = next((t.upper() for t in texts if t.upper() in ERROR_STATUS), None)
+    status = next((s for s in map(_status_of, fields[:2]) if s is not None), None)
+    rest = [t for t in texts if t.upper() != name and _status_of(t) is None]
+    if name is None:
+        words = " ".join(rest).lower()
+        if "moderat" in words or "content polic" in words:
+            name = "CONTENT_POLICY_VIOLATION"
+        else:
+            name = STATUS_NAMES.get(status or 500, "GENERATION_FAILED")
+    detail = "; ".join(rest)
+    if status is not None:
+        detail = f"{detail} (code {status})" if detail else f"code {status}"
+    return name, detail or None
 
 
 def task_failure(task: Task) -> errors.ShimError:
@@ -137,10 +180,21 @@ def task_failure(task: Task) -> errors.ShimError:
     return errors.TaskFailed(f"{detail}. Failed tasks are not charged.", status=status, task_id=task.id)
 
 
+#: Wire fields an INVALID_PARAMETER detail may name -> the OpenAI parameter they came from.
+_FIELDS = (("aspect_ratio", "size"), ("image_urls", "image"), ("prompt", "prompt"), ("model", "model"))
+
+
+def _param_of(detail: str) -> str | None:
+    lowered = detail.lower()
+    return next((param for field, param in _FIELDS if field in lowered), None)
+
+
 def map_error(status: int, payload: object, retry_after: float, *, submitting: bool) -> Exception:
-    """An error answer -> ours, by its `message` name (the HTTP status when the name is unknown)."""
+    """An error answer -> ours, by its NAME (the HTTP status when the name is unknown)."""
     body = payload if isinstance(payload, Mapping) else {}
-    name = printable(body.get("message") or "", 60)
+    # The envelope puts the NAME in `message`; a NAME found in `code` instead is read the same way.
+    candidates = (str(body.get(field) or "").strip().upper() for field in ("message", "code"))
+    name = next((c for c in candidates if c in ERROR_STATUS), printable(body.get("message") or "", 60))
     detail = printable(body.get("detail") or name or f"HTTP {status}", 500)
     upstream = f"reve2img {status} {name}: {detail}"
     if name in ("RATE_LIMITED", "TOO_MANY_TASKS") or status == 429:
@@ -157,8 +211,10 @@ def map_error(status: int, payload: object, retry_after: float, *, submitting: b
             "Top up the reve2img balance; retrying will not help."
         )
     if name in ("INVALID_PROMPT", "INVALID_MODEL", "INVALID_PARAMETER") or status == 400:
-        param = {"INVALID_PROMPT": "prompt", "INVALID_MODEL": "model"}.get(name)
-        return errors.InvalidRequest(f"The upstream rejected the request ({upstream}).", param=param)
+        param = {"INVALID_PROMPT": "prompt", "INVALID_MODEL": "model"}.get(name) or _param_of(detail)
+        return errors.InvalidRequest(
+            f"The upstream rejected the request ({upstream}).", param=param, code="invalid_value"
+        )
     if name == "TASK_NOT_FOUND" or status == 404:
         return errors.UpstreamError(f"The upstream does not know this task ({upstream}).")
     if submitting:
