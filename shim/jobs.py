@@ -410,6 +410,10 @@ class Jobs:
     def live_jobs(self) -> int:
         return len(self._live)
 
+    def kept_jobs(self) -> int:
+        """Jobs the registry indexes (running, or finished and waiting to be collected)."""
+        return sum(len(bucket) for bucket in self._by_fingerprint.values())
+
     async def settle_submits(self, timeout: float, step: float = 0.05) -> None:
         """Before shutting down, let submits already sent get their answer (a task id worth keeping),
         so that a stop does not turn a paid task into an unknown one."""

@@ -30,16 +30,23 @@ def png(size: tuple[int, int] = (64, 64), colour: str = "green") -> bytes:
     return out.getvalue()
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny, valid PNG whose header claims `width` x `height` (a decompression bomb's header)."""
-
+def _greyscale_png(width: int, height: int, pixels: bytes) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
+    idat = zlib.compress(pixels, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height` (a decompression bomb's header; its data is short)."""
+    return _greyscale_png(width, height, b"\0" * 64)
+
+
+def blank_png(side: int) -> bytes:
+    """A real, complete `side` x `side` black PNG: megapixels that compress to almost nothing."""
+    return _greyscale_png(side, side, (b"\0" * (side + 1)) * side)
 
 
 def completed(task_id: str, *urls: str, status: str = "completed") -> JSONResponse:
