@@ -1,9 +1,13 @@
-"""The reAPI image API as a Starlette app (`create_reapi_app`): a faithful upstream for tests and bench.
+"""The reAPI image and video API as a Starlette app (`create_reapi_app`): a faithful upstream for tests and bench.
 
 Routes:
-  POST /api/v1/images/generations   submit (Bearer auth, rate limit, validation, credits)
-  GET  /api/v1/tasks/{id}           poll; status follows the injected clock
-  GET  /media/tasks/{hex}/{i}.png   result images, real PNGs, no auth (a CDN)
+  POST /api/v1/images/generations   submit an image task (Bearer auth, rate limit, validation, credits)
+  POST /api/v1/videos/generations   submit a video task: the same auth, rate limit, credits and markers; its
+                                    own validation, prices and latencies (rules: reapi_video_catalog.py)
+  GET  /api/v1/tasks/{id}           poll either kind; status follows the injected clock
+  GET  /media/tasks/{hex}/{i}.png   result images, real PNGs, no auth (a CDN, reapi_media.py; Range-aware)
+  GET  /media/tasks/{hex}/0.mp4     result videos, real H.264 MP4s (h264.py, mp4.py), no auth, Range-aware
+  GET  /media/tasks/{hex}/last_frame.png   a video's last frame, for the models that return one
   GET  /_emulator/stats             counters and credits by key fingerprint, tasks (never a raw key)
   POST /_emulator/credits           {"key": ..., "credits": n}
   POST /_emulator/reset
@@ -11,7 +15,7 @@ Routes:
 Keys: `rk_invalid*` -> 401 10003, `rk_revoked*` -> 403 10004, `rk_broke*` starts with 0 credits, any other
 key is valid and starts with `initial_credits`.
 
-Prompt markers (for tests; they combine):
+Prompt markers (for tests, on image and video submits; they combine):
   [moderated]               submit -> 400 code 20010 "prompt rejected by content moderation", no charge
   [fail=80001|80002|80003]  the task ends failed with that code and message provider_submit_failed /
                             provider_polling_timeout / provider_failed, and is refunded
@@ -20,7 +24,7 @@ Prompt markers (for tests; they combine):
   [submit500] [submit503]   submit answers 500 / 503 code 90000; no task, no charge
   [submit_slow=S]           the task is created and charged, then the reply waits S real seconds
 
-Rules, each with the sentence of ../shared/upstream/ it implements ("ours" where the documents are silent;
+Image rules, each with the sentence of ../shared/upstream/ it implements ("ours" where the documents are silent;
 "strict" where they are ambiguous and the emulator takes the reading that refuses most). Files: O =
 reapi-overview.txt, G = reapi-gpt-image-2-official.txt, N = reapi-notes.md, Q = reapi-quickstart.txt.
 
@@ -96,7 +100,6 @@ from contextlib import asynccontextmanager
 
 import httpx
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -105,10 +108,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .images import inspect_image, render_png
+from .images import inspect_image
 from .reapi_catalog import ReapiError
+from .reapi_media import media_routes
 from .reapi_state import ReapiEmulator
-from .reapi_task import FetchedInput, TaskRecord, fingerprint
+from .reapi_task import FetchedInput, MediaKind, TaskRecord, fingerprint
 
 __all__ = ["ReapiEmulator", "TaskRecord", "create_reapi_app"]
 
@@ -141,9 +145,9 @@ def create_reapi_app(
     )
     fetcher = InputFetcher(fetch_transport)
 
-    async def submit(request: Request) -> Response:
+    async def submit(request: Request, kind: MediaKind) -> Response:
         raw = await request.body()
-        task = emulator.submit(request.headers.get("authorization"), raw, _own_base_url(request))
+        task = emulator.submit(request.headers.get("authorization"), raw, _own_base_url(request), kind)
         if task.inputs_pending:
             emulator.spawn(_fetch_inputs(emulator, fetcher, task))
         if task.markers.submit_slow:
@@ -151,16 +155,15 @@ def create_reapi_app(
         reply = {"id": task.id, "model": task.model, "status": "processing", "created_at": task.created_at}
         return JSONResponse(reply)
 
+    async def submit_image(request: Request) -> Response:
+        return await submit(request, "image")
+
+    async def submit_video(request: Request) -> Response:
+        return await submit(request, "video")
+
     async def poll(request: Request) -> Response:
         reply = emulator.poll(request.headers.get("authorization"), request.path_params["task_id"])
         return JSONResponse(reply)
-
-    async def media(request: Request) -> Response:
-        cell = emulator.media_cell(request.path_params["hex_id"], request.path_params["index"])
-        if cell is None:
-            raise ReapiError(404, 20404, "media not found")
-        png = await run_in_threadpool(render_png, *cell)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=604800"})
 
     async def stats(request: Request) -> Response:
         return JSONResponse(emulator.stats())
@@ -190,9 +193,10 @@ def create_reapi_app(
 
     app = Starlette(
         routes=[
-            Route("/api/v1/images/generations", submit, methods=["POST"]),
+            Route("/api/v1/images/generations", submit_image, methods=["POST"]),
+            Route("/api/v1/videos/generations", submit_video, methods=["POST"]),
             Route("/api/v1/tasks/{task_id}", poll, methods=["GET"]),
-            Route("/media/tasks/{hex_id}/{index:int}.png", media, methods=["GET"]),
+            *media_routes(emulator),
             Route("/_emulator/stats", stats, methods=["GET"]),
             Route("/_emulator/credits", set_credits, methods=["POST"]),
             Route("/_emulator/reset", reset, methods=["POST"]),
@@ -280,8 +284,5 @@ class InputFetcher:
 
 
 async def _fetch_inputs(emulator: ReapiEmulator, fetcher: InputFetcher, task: TaskRecord) -> None:
-    urls: list[str] = [*task.spec.image_urls]
-    if task.spec.mask_url is not None:
-        urls.append(task.spec.mask_url)
-    fetched = await asyncio.gather(*(fetcher.fetch(url) for url in urls))
+    fetched = await asyncio.gather(*(fetcher.fetch(url) for url in task.input_urls))
     emulator.inputs_fetched(task, list(fetched))

@@ -149,7 +149,7 @@ def parse_request(raw: bytes) -> tuple[dict[str, Any], ImageSpec]:
     if resolution == "4k" and body.get("size") not in WIDESCREEN:
         raise invalid("4K requires an explicit size in {" + ", ".join(WIDESCREEN) + "}")
     n = _parse_n(body.get("n"), official)
-    image_urls = _parse_image_urls(body.get("image_urls"))
+    image_urls = parse_image_urls(body.get("image_urls"))
     mask_url = _parse_mask_url(body.get("mask_url"), image_urls)
     quality = QUALITIES[_parse_enum(body, "quality", tuple(QUALITIES))]
     _parse_enum(body, "background", BACKGROUNDS)
@@ -211,13 +211,14 @@ def _is_http_url(url: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
-def _parse_image_urls(value: object) -> tuple[str, ...]:
+def parse_image_urls(value: object, *, limit: int = IMAGE_URLS_MAX) -> tuple[str, ...]:
+    """`image_urls` as a tuple: at most `limit` public http(s) URLs, no data: URIs, else 20003."""
     if value is None:
         return ()
     if not isinstance(value, list):
         raise invalid("image_urls must be an array of public http(s) URLs")
-    if len(value) > IMAGE_URLS_MAX:
-        raise invalid(f"image_urls accepts at most {IMAGE_URLS_MAX} entries")
+    if len(value) > limit:
+        raise invalid(f"image_urls accepts at most {limit} entries")
     for url in value:
         if isinstance(url, str) and url.strip().lower().startswith("data:"):
             raise invalid("image URL must be a public http(s) URL — data: URIs are rejected")

@@ -1,7 +1,8 @@
 """The reAPI emulator's state: keys, credits, counters, tasks, and the clock-driven task lifecycle.
 
-No HTTP here: the Starlette shell (`reapi.py`) calls `submit` / `poll` / `media_cell` and renders what they
-return or raise. A task's status is computed from the injected clock whenever someone looks at it.
+No HTTP here: the Starlette shells (`reapi.py`, `reapi_media.py`) call `submit` / `poll` / `media_cell` /
+`video_cell` / `last_frame_cell` and render what they return or raise. A task's status is computed from the
+injected clock whenever someone looks at it.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from .reapi_catalog import (
     price,
 )
 from .reapi_markers import FAIL_MESSAGES, Markers, parse_markers
-from .reapi_task import FetchedInput, TaskRecord, TaskReply, fingerprint
-
-FETCH_FAILED = "provider failed: could not fetch reference image"
+from .reapi_task import FetchedInput, MediaKind, TaskRecord, TaskReply, fingerprint, input_problem
+from .reapi_video_catalog import VideoSpec, parse_video_request, video_latency_bounds, video_price
 
 
 @dataclass(slots=True)
@@ -111,20 +111,21 @@ class ReapiEmulator:
         }
 
     # --- the API ----------------------------------------------------------------------------------------
-    def submit(self, authorization: str | None, raw: bytes, base_url: str) -> TaskRecord:
+    def submit(self, authorization: str | None, raw: bytes, base_url: str, kind: MediaKind = "image") -> TaskRecord:
         """Authenticate, rate-limit, validate, charge and create a task; raise `ReapiError` otherwise."""
         key: str | None = None
+        spec: ImageSpec | VideoSpec
         try:
             key = bearer_key(authorization)
             self._admit(key)
-            body, spec = parse_request(raw)
+            body, spec = parse_video_request(raw) if kind == "video" else parse_request(raw)
             markers = parse_markers(spec.prompt)
             if markers.moderated:
                 # The docs say moderated prompts get a 400 at no charge but name no code: 20010 is ours.
                 raise ReapiError(400, 20010, "prompt rejected by content moderation")
             if markers.submit_status is not None:
                 raise ReapiError(markers.submit_status, 90000, "internal error")
-            cost = price(spec)
+            cost = video_price(spec) if isinstance(spec, VideoSpec) else price(spec)
             if self._balance(key) < cost:
                 raise ReapiError(402, 30001, "insufficient credits")
         except ReapiError:
@@ -158,14 +159,27 @@ class ReapiEmulator:
 
     def media_cell(self, hex_id: str, index: int) -> tuple[int, int, str] | None:
         """(width, height, seed) of a completed task's image `index`, or None if there is no such image."""
-        task = self.tasks.get(f"task_{hex_id}")
-        if task is None:
-            return None
-        self._settle(task, self.clock())
-        if task.status != "completed" or not 0 <= index < task.spec.n:
+        task = self._completed(hex_id, "image")
+        if task is None or not isinstance(task.spec, ImageSpec) or not 0 <= index < task.spec.n:
             return None
         width, height = task.pixels
         return width, height, f"{task.id}/{index}"
+
+    def video_cell(self, hex_id: str, index: int) -> tuple[int, int, int, str] | None:
+        """(width, height, seconds, seed) of a completed task's video `index`, or None if there is none."""
+        task = self._completed(hex_id, "video")
+        if task is None or not isinstance(task.spec, VideoSpec) or index != 0:
+            return None
+        width, height = task.pixels
+        return width, height, task.spec.duration, f"{task.id}/0"
+
+    def last_frame_cell(self, hex_id: str) -> tuple[int, int, str] | None:
+        """(width, height, seed) of a completed video's last frame, or None if its output has none."""
+        task = self._completed(hex_id, "video")
+        if task is None or task.output is None or "last_frame_url" not in task.output:
+            return None
+        width, height = task.pixels
+        return width, height, f"{task.id}/0"
 
     # --- the worker -------------------------------------------------------------------------------------
     def inputs_fetched(self, task: TaskRecord, fetched: list[FetchedInput]) -> None:
@@ -175,13 +189,13 @@ class ReapiEmulator:
         task.fetched_inputs = [item.as_record() for item in fetched]
         task.inputs_pending = False
         now = self.clock()
-        problem = _input_problem(task.spec, fetched)
+        problem = input_problem(task.spec, fetched)
         if problem is not None:
             task.ready_at = now
             self._fail(task, {"code": 80003, "message": problem})
             return
         first = fetched[0].info
-        if task.spec.ratio is None and first is not None:
+        if isinstance(task.spec, ImageSpec) and task.spec.ratio is None and first is not None:
             task.output_ratio = nearest_ratio(first.width, first.height)
         task.ready_at = max(task.ready_at, now)
 
@@ -225,15 +239,28 @@ class ReapiEmulator:
             seconds = retry_after_seconds(wait)
             raise ReapiError(429, 50001, "rate limit exceeded: too many requests", {"Retry-After": str(seconds)})
 
+    def _completed(self, hex_id: str, kind: MediaKind) -> TaskRecord | None:
+        task = self.tasks.get(f"task_{hex_id}")
+        if task is None or task.kind != kind:
+            return None
+        self._settle(task, self.clock())
+        return task if task.status == "completed" else None
+
     def _create(
-        self, key: str, body: dict[str, Any], spec: ImageSpec, markers: Markers, cost: int, base_url: str
+        self,
+        key: str,
+        body: dict[str, Any],
+        spec: ImageSpec | VideoSpec,
+        markers: Markers,
+        cost: int,
+        base_url: str,
     ) -> TaskRecord:
         task_id = f"task_{uuid.uuid4().hex}"
         now = self.clock()
         if markers.latency is not None:
             latency = markers.latency  # real seconds, deliberately not scaled
         else:
-            low, high = latency_bounds(spec)
+            low, high = video_latency_bounds(spec) if isinstance(spec, VideoSpec) else latency_bounds(spec)
             latency = random.Random(task_id).uniform(low, high) * self.time_scale
         return TaskRecord(
             id=task_id,
@@ -260,7 +287,7 @@ class ReapiEmulator:
         if fail is not None:
             self._fail(task, {"code": fail, "message": FAIL_MESSAGES[fail]})
             return
-        task.image_urls = [f"{task.base_url}/media/tasks/{task.hex}/{i}.png" for i in range(task.spec.n)]
+        task.output = task.result()
         task.status = "completed"
 
     def _fail(self, task: TaskRecord, error: dict[str, Any]) -> None:
@@ -269,27 +296,3 @@ class ReapiEmulator:
         if not task.refunded:
             task.refunded = True
             self._credits[task.key] = self._balance(task.key) + task.credits_charged
-
-
-def _input_problem(spec: ImageSpec, fetched: list[FetchedInput]) -> str | None:
-    """Why the downloaded references cannot be used, or None.
-
-    The docs say a bad mask is a 400 "from upstream"; the emulator only knows after downloading it, so a bad
-    mask ends the task failed with 80003 (refunded) instead.
-    """
-    if any(item.info is None or item.status is None or not 200 <= item.status < 300 for item in fetched):
-        return FETCH_FAILED
-    if spec.mask_url is None:
-        return None
-    first, mask = fetched[0].info, fetched[-1].info
-    assert first is not None and mask is not None
-    if (mask.width, mask.height) != (first.width, first.height):
-        return (
-            f"provider failed: mask is {mask.width}x{mask.height} but the first image is "
-            f"{first.width}x{first.height}; they must share dimensions"
-        )
-    if not mask.has_alpha:
-        return "provider failed: mask has no alpha channel"
-    if mask.fully_opaque:
-        return "provider failed: mask is fully opaque; it needs transparent pixels where the model paints"
-    return None
