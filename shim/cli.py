@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .config import ConfigurationError, Settings
+from .emulator import EMULATORS
 
 if TYPE_CHECKING:  # starlette is imported only on the paths that serve
     from starlette.applications import Starlette
@@ -25,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=port)
     sandbox.add_argument("--time-scale", type=float, default=0.05, help="emulated latency factor")
-    emulator.add_argument("--dialect", choices=("reapi", "reve2img"), default="reapi")
+    emulator.add_argument("--dialect", choices=sorted(EMULATORS), default="reapi")
     emulator.add_argument("--time-scale", type=float, default=1.0)
     emulator.add_argument("--rate-limit", type=int, default=10)
     bench = sub.add_parser("bench", help="benchmark the pacing against the naive polling loop")
@@ -39,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     try:
-        settings = Settings.from_env(os.environ)
+        from .providers import builtin_providers
+
+        defaults = {name: factory.defaults for name, factory in builtin_providers().items()}
+        settings = Settings.from_env(os.environ, defaults)
         if args.command == "serve":
             from .app import create_app
 
@@ -73,13 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> Starlette:
-    if args.dialect == "reve2img":
-        from .emulator.reve2img import create_reve2img_app
-
-        return create_reve2img_app(time_scale=args.time_scale, rate_limit=args.rate_limit)
-    from .emulator.reapi import create_reapi_app
-
-    return create_reapi_app(time_scale=args.time_scale, rate_limit=args.rate_limit)
+    return EMULATORS[args.dialect](time_scale=args.time_scale, rate_limit=args.rate_limit)
 
 
 def _connectable(host: str) -> str:

@@ -1,10 +1,14 @@
-"""Settings: every knob is a SHIM_* environment variable, read once into a frozen value at start-up."""
+"""Settings: every knob is a SHIM_* environment variable, read once into a frozen value at start-up.
+
+The gateway's own settings are fields of `Settings`; each upstream's (`SHIM_<NAME>_BASE_URL`, `_RATE_LIMIT`,
+`_MAX_IN_FLIGHT`) are read by one loop over the adapters' declared defaults, so this module names no upstream.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from .errors import ShimError
 
@@ -40,16 +44,22 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything the shim reads from its environment. `Settings.from_env(os.environ)` in production."""
+class UpstreamSettings:
+    """One upstream's settings: where it is, its rate limit per key, and its cap on a key's tasks in flight."""
 
-    reapi_base_url: str = "https://reapi.ai"
-    reve2img_base_url: str = "https://reve2img.com"
+    base_url: str
+    rate_limit: float = 10.0
+    max_in_flight: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the shim reads from its environment. `Settings.from_env(os.environ, defaults)` in production;
+    `upstreams` holds the upstreams whose settings differ from their adapter's defaults."""
+
+    upstreams: Mapping[str, UpstreamSettings] = field(default_factory=dict)
     default_model: str = "gpt-image-2"
     default_response_format: str | None = None
-    reapi_rate_limit: float = 10.0
-    reve2img_rate_limit: float = 10.0
-    reve2img_max_in_flight: int = 8
     latency_scale: float = 1.0
     max_task_seconds: float = 3600.0
     result_ttl_seconds: float = 900.0
@@ -79,8 +89,14 @@ class Settings:
     state_dir: str | None = None
     log_level: str = "info"
 
+    def upstream(self, name: str, default: UpstreamSettings) -> UpstreamSettings:
+        """The settings of upstream `name`: as configured, else its adapter's `default`."""
+        return self.upstreams.get(name, default)
+
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+    def from_env(cls, environ: Mapping[str, str], upstreams: Mapping[str, UpstreamSettings] | None = None) -> Settings:
+        """Read `environ`; `upstreams` are the adapters' defaults, by name (each read as SHIM_<NAME>_*)."""
+
         def text(name: str, default: str | None) -> str | None:
             raw = environ.get(name, "").strip()
             return raw or default
@@ -91,13 +107,9 @@ class Settings:
         hold = _float(environ, "SHIM_HOLD_SECONDS", None)
         d = cls()  # the defaults (class attributes are slot descriptors)
         return cls(
-            reapi_base_url=(text("SHIM_REAPI_BASE_URL", d.reapi_base_url) or "").rstrip("/"),
-            reve2img_base_url=(text("SHIM_REVE2IMG_BASE_URL", d.reve2img_base_url) or "").rstrip("/"),
+            upstreams={name: _upstream(environ, name, default) for name, default in (upstreams or {}).items()},
             default_model=text("SHIM_DEFAULT_MODEL", d.default_model) or d.default_model,
             default_response_format=response_format,
-            reapi_rate_limit=_float(environ, "SHIM_REAPI_RATE_LIMIT", 10.0, minimum=0.1) or 10.0,
-            reve2img_rate_limit=_float(environ, "SHIM_REVE2IMG_RATE_LIMIT", 10.0, minimum=0.1) or 10.0,
-            reve2img_max_in_flight=_int(environ, "SHIM_REVE2IMG_MAX_IN_FLIGHT", 8, minimum=1),
             latency_scale=_float(environ, "SHIM_LATENCY_SCALE", 1.0, minimum=0.0001) or 1.0,
             max_task_seconds=_float(environ, "SHIM_MAX_TASK_SECONDS", 3600.0, minimum=1) or 3600.0,
             result_ttl_seconds=_float(environ, "SHIM_RESULT_TTL_SECONDS", 900.0, minimum=1) or 900.0,
@@ -128,7 +140,14 @@ class Settings:
             log_level=(text("SHIM_LOG_LEVEL", "info") or "info").lower(),
         )
 
-    def replace(self, **changes: object) -> Settings:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return Settings(**values)
+
+def _upstream(environ: Mapping[str, str], name: str, default: UpstreamSettings) -> UpstreamSettings:
+    prefix = f"SHIM_{name.upper()}_"
+    base_url = environ.get(prefix + "BASE_URL", "").strip().rstrip("/") or default.base_url
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigurationError(f"{prefix}BASE_URL must be an http(s) URL, got {base_url!r}")
+    rate = _float(environ, prefix + "RATE_LIMIT", default.rate_limit, minimum=0.1) or default.rate_limit
+    in_flight = default.max_in_flight
+    if environ.get(prefix + "MAX_IN_FLIGHT", "").strip():
+        in_flight = _int(environ, prefix + "MAX_IN_FLIGHT", in_flight or 1, minimum=1)
+    return UpstreamSettings(base_url, rate, in_flight)

@@ -2,6 +2,7 @@
 
     ShimError                      status, OpenAI type/code/param, retry advice
     ├── InvalidRequest             400 invalid_request_error (param names the field)
+    │   ├── PromptTooLong          400 string_above_max_length (the wire's or a model's limit)
     │   ├── ClientDisconnected     the client left mid-body (nobody reads it)
     │   ├── ContentPolicyViolation 400 code content_policy_violation
     │   ├── PayloadTooLarge        413
@@ -69,6 +70,20 @@ class ShimError(Exception):
 class InvalidRequest(ShimError):
     status = 400
     type = "invalid_request_error"
+
+
+class PromptTooLong(InvalidRequest):
+    """OpenAI's error for a prompt over a limit: the wire's own, or a model's."""
+
+    code = "string_above_max_length"
+
+    def __init__(self, length: int, limit: int, model: str | None = None) -> None:
+        where = f" for model '{model}'" if model else ""
+        super().__init__(
+            f"Invalid 'prompt': string too long. Expected a string with maximum length {limit}{where}, "
+            f"but got a string with length {length} instead.",
+            param="prompt",
+        )
 
 
 class ClientDisconnected(InvalidRequest):

@@ -23,11 +23,11 @@ from .errors import (
     UpstreamTransient,
     UpstreamUnavailable,
 )
-from .pacing_latency import LatencyLearner, LatencyPrior
+from .pacing_latency import LatencyLearner
 from .pacing_plan import PollPlanner, Watch
 from .pacing_queue import Call, CallKind, SlotQueue
 from .pacing_window import SlidingWindow
-from .types import Task
+from .types import LatencyPrior, Task
 
 __all__ = ["LatencyLearner", "LatencyPrior", "Pacer", "Pacers"]
 

@@ -12,23 +12,8 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class LatencyPrior:
-    """The documented end-to-end latency range of a class, in seconds (unscaled)."""
-
-    low: float
-    high: float
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.low <= self.high or self.high <= 0:
-            raise ValueError(f"need 0 <= low <= high and high > 0, got {self.low}, {self.high}")
-
-    def scaled(self, factor: float) -> LatencyPrior:
-        return LatencyPrior(self.low * factor, self.high * factor)
-
+from .types import LatencyPrior
 
 #: Used when neither the class nor any '/'-prefix of it has a prior: the whole documented range.
 FALLBACK_PRIOR = LatencyPrior(20.0, 180.0)

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from .pacing_latency import (
     LatencyLearner,
     LatencyModel,
-    LatencyPrior,
     documented_cadence,
     find_prior,
     next_poll,
 )
+from .types import LatencyPrior
 
 if TYPE_CHECKING:
     import asyncio

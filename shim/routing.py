@@ -11,27 +11,27 @@ from typing import Any
 
 from . import errors
 from .config import ConfigurationError
-from .openai_wire import BACKGROUNDS, MODERATIONS, OUTPUT_FORMATS, QUALITIES, RESOLUTIONS, RESPONSE_FORMATS
+from .openai.request import BACKGROUNDS, MODERATIONS, OUTPUT_FORMATS, QUALITIES, RESOLUTIONS, RESPONSE_FORMATS
+from .providers.base import Alias, ProviderFactory
 from .sizes import size_problem
 from .types import Route
 
-OFFICIAL = "gpt-image-2-official"
-#: OpenAI's image ids -> (provider, upstream model, default parameters).
-BUILTIN_ALIASES: dict[str, tuple[str, str, dict[str, str]]] = {
-    "dall-e-2": ("reapi", "gpt-image-2", {}),
-    "dall-e-3": ("reapi", OFFICIAL, {"quality": "standard"}),
-    "gpt-image-1": ("reapi", OFFICIAL, {}),
-    "gpt-image-1-mini": ("reapi", OFFICIAL, {}),
-    "gpt-image-1.5": ("reapi", OFFICIAL, {}),
-    "chatgpt-image-latest": ("reapi", OFFICIAL, {}),
-}
-#: A masked edit on OpenAI's default edit model, dall-e-2 (classic inpainting), goes to the channel that
-#: takes masks: the cheap channel its other requests use has none.
-MASKED_ALIASES: dict[str, tuple[str, str]] = {"dall-e-2": ("reapi", OFFICIAL)}
-#: gpt-image-2.x-* (dated or suffixed variants of OpenAI's newest id) go to the official channel too.
-VERSIONED_GPT_IMAGE_2 = re.compile(r"^gpt-image-2\.[0-9]+(-[a-z0-9][a-z0-9.-]*)?$")
 #: OpenAI's dated snapshots (gpt-image-1.5-2025-12-16, dall-e-3-...) route like their undated names.
 DATED_SNAPSHOT = re.compile(r"^(?P<base>(?:gpt-image-|chatgpt-image-|dall-e-)[a-z0-9.-]+?)-\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Door:
+    """What an adapter declares for routing: its upstream model ids and the public ids it answers for."""
+
+    models: tuple[str, ...]
+    aliases: Mapping[str, Alias]
+    alias_patterns: tuple[tuple[re.Pattern[str], Alias], ...] = ()
+
+    @classmethod
+    def of(cls, factory: ProviderFactory) -> Door:
+        return cls(tuple(factory.catalog), factory.aliases, tuple(factory.alias_patterns))
+
 
 #: Parameters a configured model may default (the client's own value always wins), with the values each
 #: accepts (the wire parser's own vocabulary: a default is not validated again at request time); size has
@@ -49,13 +49,13 @@ DEFAULTABLE: dict[str, tuple[str, ...] | None] = {
 
 @dataclass(frozen=True, slots=True)
 class Router:
-    """Resolves public model ids. `catalogs` lists each provider's upstream models, in priority order."""
+    """Resolves public model ids. `doors` are the providers' declarations, in priority order."""
 
-    catalogs: Mapping[str, tuple[str, ...]]
+    doors: Mapping[str, Door]
     configured: Mapping[str, Route]
 
     def resolve(self, model: str, *, mask: bool = False) -> Route:
-        """The Route of a public id; `mask` for an edit carrying a mask (see MASKED_ALIASES)."""
+        """The Route of a public id; `mask` for an edit carrying a mask (an alias may send it elsewhere)."""
         route = self._lookup(model, mask)
         if route is None:
             raise errors.ModelNotFound(
@@ -66,19 +66,16 @@ class Router:
     def _lookup(self, model: str, mask: bool = False) -> Route | None:
         if model in self.configured:
             return self.configured[model]
-        if mask and model in MASKED_ALIASES and MASKED_ALIASES[model][0] in self.catalogs:
-            return Route(model, *MASKED_ALIASES[model])
-        # An alias only routes to a provider this process has (a Route to an absent one would fail later).
-        if model in BUILTIN_ALIASES and BUILTIN_ALIASES[model][0] in self.catalogs:
-            provider, upstream, defaults = BUILTIN_ALIASES[model]
-            return Route(model, provider, upstream, tuple(defaults.items()))
-        if VERSIONED_GPT_IMAGE_2.match(model) and "reapi" in self.catalogs:
-            return Route(model, "reapi", OFFICIAL)
+        for provider, door in self.doors.items():
+            alias = door.aliases.get(model) or next((a for p, a in door.alias_patterns if p.match(model)), None)
+            if alias is not None:
+                upstream = alias.masked_model if mask and alias.masked_model else alias.upstream_model
+                return Route(model, provider, upstream, alias.defaults)
         provider, slash, upstream = model.partition("/")
         if slash:
-            return Route(model, provider, upstream) if upstream in self.catalogs.get(provider, ()) else None
-        for provider, models in self.catalogs.items():
-            if model in models:
+            return Route(model, provider, upstream) if upstream in self._models(provider) else None
+        for provider, door in self.doors.items():
+            if model in door.models:
                 return Route(model, provider, model)
         dated = DATED_SNAPSHOT.match(model)
         if dated:
@@ -86,16 +83,20 @@ class Router:
             return None if undated is None else Route(model, undated.provider, undated.upstream_model, undated.defaults)
         return None
 
+    def _models(self, provider: str) -> tuple[str, ...]:
+        door = self.doors.get(provider)
+        return door.models if door is not None else ()
+
     def ids(self) -> list[tuple[str, str]]:
         """Every routable id with its owner: configured names, aliases, bare and prefixed upstream ids."""
         seen: dict[str, str] = {}
         for name, route in self.configured.items():
             seen.setdefault(name, route.provider)
-        for name, (provider, _, _) in BUILTIN_ALIASES.items():
-            if provider in self.catalogs:
+        for provider, door in self.doors.items():
+            for name in door.aliases:
                 seen.setdefault(name, provider)
-        for provider, models in self.catalogs.items():
-            for model in models:
+        for provider, door in self.doors.items():
+            for model in door.models:
                 seen.setdefault(model, provider)
                 seen.setdefault(f"{provider}/{model}", provider)
         return list(seen.items())

@@ -1,10 +1,19 @@
-"""The shared vocabulary: values that cross module boundaries (frozen dataclasses, no behaviour)."""
+"""The shared vocabulary: values that cross package boundaries (frozen dataclasses, no behaviour).
+
+A job is one client intent of some media kind: its spec (`ImageSpec`, later a video spec) says what was asked
+for, in provider-neutral terms; a provider plans it into `Submission`s (upstream tasks to create), each of
+which becomes a `Task` the pacer polls; the finished tasks are the job's `Outcome`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
+from .errors import ShimError
+
+MediaKind = Literal["image", "video"]
 TaskStatus = Literal["processing", "completed", "failed"]
 Operation = Literal["generate", "edit", "variation"]
 ResponseFormat = Literal["url", "b64_json"]
@@ -15,20 +24,38 @@ OutputFormat = Literal["png", "jpeg", "webp"]
 class Task:
     """One upstream task as last seen: provider-neutral.
 
-    `error_code` is the upstream's own code as a string ("80002", "TIMEOUT"); `credits` is what the
-    upstream says it charged, when it says so.
+    `urls` are its results, of the `media` kind it was created for; `extras` are further named results (a
+    video's last frame). `error_code` is the upstream's own code as a string ("80002", "TIMEOUT"); `credits`
+    is what the upstream says it charged, when it says so.
     """
 
     id: str
     status: TaskStatus
-    image_urls: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
     error_code: str | None = None
     error_message: str | None = None
     credits: int | None = None
+    media: MediaKind = "image"
+    extras: tuple[tuple[str, str], ...] = ()
 
     @property
     def terminal(self) -> bool:
         return self.status != "processing"
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyPrior:
+    """The documented end-to-end latency range of a class of tasks, in seconds."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.low <= self.high or self.high <= 0:
+            raise ValueError(f"need 0 <= low <= high and high > 0, got {self.low}, {self.high}")
+
+    def scaled(self, factor: float) -> LatencyPrior:
+        return LatencyPrior(self.low * factor, self.high * factor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +69,14 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
-class ImageJob:
-    """One client intent, validated and provider-neutral (the OpenAI request after parsing).
+class ImageSpec:
+    """One image intent, validated and provider-neutral (the OpenAI request after parsing).
 
-    `size` is the OpenAI-side size string as given ("1024x1024", "16:9", "auto") or None.
-    `extra` carries provider-native pass-through fields (resolution, ...).
+    `size` and `quality` are the OpenAI-side values as given ("1024x1024", "16:9", "auto"; "hd") or None:
+    each provider maps them to what its upstream takes.
     """
+
+    kind: ClassVar[MediaKind] = "image"
 
     operation: Operation
     route: Route
@@ -66,7 +95,37 @@ class ImageJob:
     mask_url: str | None = None
     resolution: str | None = None
     stream: bool = False
-    extra: tuple[tuple[str, object], ...] = field(default=())
+
+    @property
+    def input_urls(self) -> tuple[str, ...]:
+        """Every URL the upstream will fetch for this job (uploads among them)."""
+        return (*self.image_urls, *((self.mask_url,) if self.mask_url else ()))
+
+
+#: Every kind of job spec (video joins it).
+Spec = ImageSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One upstream task to create: its media kind and wire body, how many results it yields, its latency
+    class, and how to describe its results (size, quality, background as the upstream will make them)."""
+
+    body: Mapping[str, Any]
+    count: int
+    latency_class: str
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    media: MediaKind = "image"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a finished job paid for: the tasks that completed, and the failures of those that did not."""
+
+    tasks: tuple[tuple[Submission, Task], ...]
+    failures: tuple[ShimError, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +137,8 @@ class Image:
 
 
 @dataclass(frozen=True, slots=True)
-class JobResult:
-    """What a finished job hands the renderer: every paid image, plus what the upstream reported."""
+class ImageResult:
+    """What a finished image job hands the renderer: every paid image, plus what the upstream reported."""
 
     images: tuple[Image, ...]
     size: str | None

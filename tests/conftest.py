@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
@@ -15,9 +16,10 @@ import pytest
 import uvicorn
 
 from shim.app import create_app
-from shim.config import Settings
+from shim.config import Settings, UpstreamSettings
 from shim.emulator.reapi import create_reapi_app
 from shim.emulator.reve2img import create_reve2img_app
+from shim.providers import builtin_providers
 from shim.server import uvicorn_config
 
 #: Emulated latencies are the documented ones times this: low x 1k takes 0.2-0.4 s.
@@ -32,7 +34,9 @@ class ServedApp:
         self.app = app
         settings = getattr(getattr(app, "state", None), "settings", None)
         if isinstance(settings, Settings):
-            config = uvicorn_config(app, settings.replace(log_level="warning"), host="127.0.0.1", port=port)
+            config = uvicorn_config(
+                app, dataclasses.replace(settings, log_level="warning"), host="127.0.0.1", port=port
+            )
         else:
             config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
@@ -117,13 +121,17 @@ def reve2img_upstream() -> Iterator[ServedApp]:
         yield server
 
 
+def upstreams(**base_urls: str) -> dict[str, UpstreamSettings]:
+    """`Settings.upstreams` pointing the named adapters at these base URLs (their other defaults kept)."""
+    factories = builtin_providers()
+    return {name: dataclasses.replace(factories[name].defaults, base_url=url) for name, url in base_urls.items()}
+
+
 def shim_settings(reapi: ServedApp, reve2img: ServedApp, **changes: Any) -> Settings:
-    return Settings(
-        reapi_base_url=reapi.url,
-        reve2img_base_url=reve2img.url,
-        latency_scale=TIME_SCALE,
-        upstream_timeout=10.0,
-    ).replace(**changes)
+    settings = Settings(
+        upstreams=upstreams(reapi=reapi.url, reve2img=reve2img.url), latency_scale=TIME_SCALE, upstream_timeout=10.0
+    )
+    return dataclasses.replace(settings, **changes)
 
 
 @pytest.fixture(scope="session")

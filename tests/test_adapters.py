@@ -13,7 +13,7 @@ from PIL import Image
 from shim.app import create_app
 from shim.config import Settings
 
-from .conftest import served
+from .conftest import served, upstreams
 
 UPSTREAM = "http://upstream.test"
 
@@ -61,7 +61,7 @@ def reve2img(status: int) -> Upstream:
 def test_any_2xx_submit_with_a_task_id_counts(sdk, make: Callable[[int], Upstream], model: str, status: int) -> None:
     """A submit answered 201 or 202 with a task id is that paid task: polled and delivered, never resubmitted."""
     upstream = make(status)
-    settings = Settings(reapi_base_url=UPSTREAM, reve2img_base_url=UPSTREAM, latency_scale=0.0001)
+    settings = Settings(upstreams=upstreams(reapi=UPSTREAM, reve2img=UPSTREAM), latency_scale=0.0001)
     with served(create_app(settings, transport=httpx.MockTransport(upstream))) as server:
         raw = sdk(server, "sk-2xx", max_retries=0).images.with_raw_response.generate(
             model=model, prompt="x", response_format="url"

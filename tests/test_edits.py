@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shim.edits import VARIATION_PROMPT
-from shim.multipart import Part, parse_multipart
+from shim.openai.multipart import Part, parse_multipart
+from shim.web.edits import VARIATION_PROMPT
 
 from .conftest import SelfAddressedShim, ServedApp
 

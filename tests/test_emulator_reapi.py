@@ -15,9 +15,8 @@ import pytest
 from PIL import Image
 from starlette.applications import Starlette
 
-from shim.emulator import create_reapi_app
 from shim.emulator.ratelimit import SlidingWindowLimiter, retry_after_seconds
-from shim.emulator.reapi import ReapiEmulator
+from shim.emulator.reapi import ReapiEmulator, create_reapi_app
 
 KEY = "rk_live_test_key_0001"
 OTHER = "rk_live_other_key_0002"

@@ -19,7 +19,7 @@ from PIL import Image
 from shim.app import create_app
 from shim.config import Settings
 
-from .conftest import SelfAddressedShim, ServedApp, served
+from .conftest import SelfAddressedShim, ServedApp, served, upstreams
 from .hostile_upstream import blank_png, png_claiming
 
 
@@ -190,7 +190,9 @@ def test_key_with_a_non_ascii_byte_is_401_without_an_upstream_call() -> None:
         calls.append(request)
         return httpx.Response(500)
 
-    with served(create_app(Settings(reapi_base_url="http://u.test"), transport=httpx.MockTransport(upstream))) as srv:
+    with served(
+        create_app(Settings(upstreams=upstreams(reapi="http://u.test")), transport=httpx.MockTransport(upstream))
+    ) as srv:
         response = httpx.post(
             srv.url + "/v1/images/generations", json={"prompt": "x"}, headers={"authorization": b"Bearer rk_\xe9t\xe9"}
         )

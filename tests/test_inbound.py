@@ -6,7 +6,7 @@ import pytest
 from starlette.requests import Request
 
 from shim import errors
-from shim.inbound import NODE_HEADERS_TIMEOUT, client_timeout, credential
+from shim.web.inbound import NODE_HEADERS_TIMEOUT, client_timeout, credential
 
 
 def request(**headers: str) -> Request:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -15,8 +16,8 @@ from shim import errors
 from shim.app import create_app
 from shim.app import open_journal as open_state
 from shim.config import ConfigurationError, Settings
-from shim.jobs import Jobs, credential_id, fingerprint
-from shim.journal import (
+from shim.jobs.job import credential_id, fingerprint
+from shim.jobs.journal import (
     COMPACT_SLACK,
     FILE_NAME,
     Journal,
@@ -29,9 +30,10 @@ from shim.journal import (
     parse,
     recover,
 )
+from shim.jobs.registry import Jobs
 from shim.pacing import Pacers
-from shim.providers import ModelSpec, Submission
-from shim.types import ImageJob, Route, Task
+from shim.providers.base import ModelSpec
+from shim.types import ImageSpec, Route, Submission, Task
 
 from .conftest import ServedApp, served, shim_settings
 
@@ -190,12 +192,16 @@ class FakeProvider:
         self.submitted: list[int] = []
         self.polled: list[str] = []
 
-    def plan(self, job: ImageJob) -> list[Submission]:
-        return [Submission({"i": i}, 1, "fake/m", None, None, None) for i in range(job.n)]
+    def check(self, job: ImageSpec) -> None:
+        pass
 
-    async def submit(self, body: Mapping[str, Any], key: str) -> Task:
-        self.submitted.append(body["i"])
-        return Task(f"new{body['i']}", "completed", (f"https://up.test/new{body['i']}.png",))
+    def plan(self, job: ImageSpec) -> list[Submission]:
+        return [Submission({"i": i}, 1, "fake/m") for i in range(job.n)]
+
+    async def submit(self, submission: Submission, key: str) -> Task:
+        index = submission.body["i"]
+        self.submitted.append(index)
+        return Task(f"new{index}", "completed", (f"https://up.test/new{index}.png",))
 
     async def poll(self, task_id: str, key: str) -> Task:
         self.polled.append(task_id)
@@ -210,7 +216,7 @@ async def test_resume_waits_for_paid_tasks_and_never_resubmits_unknown_ones(
 ) -> None:
     """Index 0 submitted: polled, not resubmitted; index 1 `submitting` only: SubmitOutcomeUnknown; index 2
     never started: submitted. The job keeps its id, and its delivery closes it in the journal."""
-    spec = ImageJob("generate", Route("m", "fake", "m"), "a secret prompt", n=3)
+    spec = ImageSpec("generate", Route("m", "fake", "m"), "a secret prompt", n=3)
     key = "rk_secret"
     cred, fp = credential_id(key), fingerprint(spec)
     now = 10 * HOUR
@@ -333,7 +339,7 @@ def test_stop_waits_for_a_submit_in_flight(settings, reapi_state, key) -> None:
 
 def test_restart_during_submit_is_never_resubmitted(settings, reapi_state, key) -> None:
     """A submit still unanswered when the stop gives up on it: the retry is a 502 upstream_submit_unknown."""
-    impatient = settings.replace(upstream_timeout=1.0)  # the stop waits at most this long for a submit
+    impatient = dataclasses.replace(settings, upstream_timeout=1.0)  # the stop waits at most this long for a submit
     payload = body("[submit_slow=3.0] answer lost in a deploy")
     dropped_then_restarted(impatient, payload, auth(key))
     with served(create_app(impatient)) as second:
@@ -348,11 +354,11 @@ def test_restart_during_submit_is_never_resubmitted(settings, reapi_state, key) 
 def test_plain_client_told_to_retry_attaches_after_restart(settings, reapi_state, key) -> None:
     """The shim said "retry: you will not be charged again" (503); a restart does not break that promise."""
     payload = body("[latency=1.0] held")
-    held = settings.replace(hold_seconds=0.2)
+    held = dataclasses.replace(settings, hold_seconds=0.2)
     with served(create_app(held)) as first:
         told = post(first, payload, auth(key))
     assert told.status_code == 503 and told.headers["x-should-retry"] == "true"
-    with served(create_app(held.replace(hold_seconds=None))) as second:
+    with served(create_app(dataclasses.replace(held, hold_seconds=None))) as second:
         response = post(second, payload, auth(key))
     assert response.status_code == 200 and response.headers["x-shim-attached"] == "true"
     assert response.headers["x-shim-job"] == told.headers["x-shim-job"]

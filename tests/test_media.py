@@ -3,6 +3,7 @@ httpx.MockTransport for the bucket, httpx.ASGITransport for the serving route.""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -15,11 +16,11 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from shim import errors
-from shim.app import error_response
 from shim.config import ConfigurationError, Settings
 from shim.errors import MediaStoreFull
-from shim.media import LocalStore, build_media_store, serve_media
-from shim.media_s3 import (
+from shim.media import build_media_store
+from shim.media.local import LocalStore
+from shim.media.s3 import (
     S3Credentials,
     S3Store,
     amz_date,
@@ -27,6 +28,8 @@ from shim.media_s3 import (
     presign_url,
     sign_headers,
 )
+from shim.web.errors import error_response
+from shim.web.media_routes import serve_media
 
 AWS = S3Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1")
 HOST = "examplebucket.s3.amazonaws.com"
@@ -327,18 +330,20 @@ async def test_bad_s3_settings_fail_at_start(changes, needle) -> None:
     """Incomplete S3 settings raise ConfigurationError naming the variable when the store is built."""
     async with httpx.AsyncClient() as http:
         with pytest.raises(ConfigurationError, match=needle):
-            build_media_store(Settings().replace(**changes), http=http)
+            build_media_store(dataclasses.replace(Settings(), **changes), http=http)
 
 
 async def test_build_picks_store_from_settings(tmp_path) -> None:
     """SHIM_S3_BUCKET selects S3; otherwise the local store, publishing only with SHIM_PUBLIC_URL."""
     async with httpx.AsyncClient() as http:
         s3 = build_media_store(
-            Settings().replace(s3_bucket="b", s3_access_key="a", s3_secret_key="s", s3_endpoint="https://r2.test"),
+            dataclasses.replace(
+                Settings(), s3_bucket="b", s3_access_key="a", s3_secret_key="s", s3_endpoint="https://r2.test"
+            ),
             http=http,
         )
-        local = build_media_store(Settings().replace(media_dir=str(tmp_path / "m")), http=http)
-        public = build_media_store(Settings().replace(public_url="https://shim.example"), http=http)
+        local = build_media_store(dataclasses.replace(Settings(), media_dir=str(tmp_path / "m")), http=http)
+        public = build_media_store(dataclasses.replace(Settings(), public_url="https://shim.example"), http=http)
     assert isinstance(s3, S3Store) and s3.publishes
     assert isinstance(local, LocalStore) and not local.publishes and (tmp_path / "m").is_dir()
     assert public.publishes

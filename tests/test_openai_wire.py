@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from shim import errors
-from shim.openai_wire import parse_image_request, render_error
-from shim.routing import Router
+from shim.openai.render import render_error
+from shim.openai.request import parse_image_request
+from shim.providers.reapi import ReapiProvider
+from shim.routing import Door, Router
 from shim.types import Route
 
-ROUTER = Router({"reapi": ("gpt-image-2", "gpt-image-2-official")}, {})
+ROUTER = Router({"reapi": Door.of(ReapiProvider)}, {})
 
 
 def parse(body, **kw):
@@ -52,7 +54,7 @@ def test_response_format_override() -> None:
 
 
 CONFIGURED = Router(
-    {"reapi": ("gpt-image-2", "gpt-image-2-official"), "reve2img": ("reve-2.0",)},
+    {"reapi": Door.of(ReapiProvider), "reve2img": Door(("reve-2.0",), {})},
     {
         "reve-b64": Route("reve-b64", "reve2img", "reve-2.0", (("response_format", "b64_json"),)),
         "reve-url": Route("reve-url", "reve2img", "reve-2.0", (("response_format", "url"),)),
@@ -93,17 +95,15 @@ def test_response_format_precedence(body, override, expected) -> None:
     assert job.response_format == expected
 
 
-@pytest.mark.parametrize(
-    ("given", "mapped"), [("hd", "high"), ("standard", "medium"), ("low", "low"), ("auto", "auto")]
-)
-def test_quality_mapping(given, mapped) -> None:
-    """hd is high, standard is medium, the rest as they are."""
-    assert parse({"prompt": "x", "quality": given}).quality == mapped
+@pytest.mark.parametrize("given", ["hd", "standard", "low", "auto", "xhigh"])
+def test_quality_is_kept_as_given(given) -> None:
+    """The wire keeps OpenAI's quality word (lowercased): which tier it means is each upstream's to say."""
+    assert parse({"prompt": "x", "quality": given.upper()}).quality == given
 
 
 def test_dalle3_defaults_to_standard_quality() -> None:
-    """dall-e-3 without quality behaves as OpenAI's standard (medium), not the upstream's costly auto."""
-    assert parse({"prompt": "x", "model": "dall-e-3"}).quality == "medium"
+    """dall-e-3 without quality behaves as OpenAI's standard (medium upstream), not the upstream's costly auto."""
+    assert parse({"prompt": "x", "model": "dall-e-3"}).quality == "standard"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import time
 import httpx
 import openai
 
-from shim.jobs import credential_id
+from shim.jobs.job import credential_id
 
 
 async def test_forty_concurrent_calls_no_429(shim_server, reapi_state, key) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from shim import errors
 from shim.providers import reapi_codec as codec
-from shim.types import ImageJob, Route, Task
+from shim.types import ImageSpec, Route, Task
 
 
 @pytest.mark.parametrize(
@@ -53,8 +53,8 @@ def test_4k_only_widescreen(size, resolution) -> None:
     assert caught.value.param == "resolution"
 
 
-def _job(model: str, n: int = 1, **kw) -> ImageJob:
-    return ImageJob(operation="generate", route=Route(model, "reapi", model), prompt="p", n=n, **kw)
+def _job(model: str, n: int = 1, **kw) -> ImageSpec:
+    return ImageSpec(operation="generate", route=Route(model, "reapi", model), prompt="p", n=n, **kw)
 
 
 def test_plan_batches_official() -> None:
@@ -90,7 +90,7 @@ def test_parse_task_completed() -> None:
         {"id": "task_1", "status": "completed", "output": {"image_urls": ["https://c/0.png"]}, "error": None},
         "task_1",
     )
-    assert task == Task(id="task_1", status="completed", image_urls=("https://c/0.png",))
+    assert task == Task(id="task_1", status="completed", urls=("https://c/0.png",))
 
 
 def test_parse_task_failed() -> None:
@@ -159,7 +159,7 @@ def test_map_error(status, code, message, expected, param) -> None:
 def test_parse_task_keeps_only_usable_urls(urls, expected) -> None:
     """Only http(s) URLs of visible ASCII are result URLs; a lone string is one URL."""
     task = codec.parse_task({"id": "t", "status": "completed", "output": {"image_urls": urls}}, "t")
-    assert (task.status, task.image_urls) == ("completed", expected)
+    assert (task.status, task.urls) == ("completed", expected)
 
 
 @pytest.mark.parametrize(
@@ -192,3 +192,19 @@ def test_submit_with_unusable_id_is_outcome_unknown(bad_id) -> None:
     """A submit answer whose id cannot be polled leaves the outcome unknown (never resubmitted)."""
     with pytest.raises(errors.SubmitOutcomeUnknown):
         codec.parse_submitted({"id": bad_id, "status": "processing"})
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [("hd", "high"), ("standard", "medium"), ("xhigh", "high"), ("max", "high"), ("low", "low"), ("auto", "auto")],
+)
+def test_quality_tiers(given, sent) -> None:
+    """OpenAI's qualities become reAPI's tiers: hd is high, standard is medium, xhigh/max the best there is."""
+    (submission,) = codec.plan(_job(codec.OFFICIAL, quality=given))
+    assert submission.body["quality"] == sent and submission.quality == sent
+
+
+def test_no_quality_is_not_sent_and_reported_auto() -> None:
+    """Without a quality nothing is sent (the upstream's default) and the answer says auto."""
+    (submission,) = codec.plan(_job(codec.OFFICIAL))
+    assert "quality" not in submission.body and submission.quality == "auto"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 
 import httpx
@@ -218,7 +219,9 @@ async def test_concurrency_on_one_key(shim_server, reve2img_state, key) -> None:
 def unthrottled(reapi_upstream):
     """An emulator and a shim whose request rate never binds: only the in-flight cap holds submits back."""
     with served(create_reve2img_app(time_scale=TIME_SCALE, rate_limit=1000)) as upstream:
-        settings = shim_settings(reapi_upstream, upstream, reve2img_rate_limit=1000.0)
+        settings = shim_settings(reapi_upstream, upstream)
+        reve2img = dataclasses.replace(settings.upstreams["reve2img"], rate_limit=1000.0)
+        settings = dataclasses.replace(settings, upstreams={**settings.upstreams, "reve2img": reve2img})
         with served(create_app(settings)) as shim:
             yield shim, upstream.app.state.emulator
 

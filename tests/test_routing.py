@@ -11,12 +11,13 @@ import pytest
 from shim import errors
 from shim.app import create_app
 from shim.config import ConfigurationError, Settings
-from shim.providers import Submission, builtin_providers
+from shim.providers import builtin_providers
 from shim.providers import reve2img_codec as codec
-from shim.routing import Router, load_config
-from shim.types import ImageJob, Route, Task
+from shim.routing import Door, Router, load_config
+from shim.types import ImageSpec, Route, Submission, Task
 
-CATALOGS = {name: tuple(factory.catalog) for name, factory in builtin_providers().items()}  # type: ignore[attr-defined]
+DOORS = {name: Door.of(factory) for name, factory in builtin_providers().items()}
+CATALOGS = {name: door.models for name, door in DOORS.items()}
 OFFICIAL = "gpt-image-2-official"
 
 
@@ -61,7 +62,7 @@ def write(tmp_path: Path, text: str | bytes) -> str:
 )
 def test_builtin_aliases(model, expected) -> None:
     """OpenAI's image ids route to the reAPI channel the alias table names, with its defaults."""
-    assert Router(CATALOGS, {}).resolve(model) == expected
+    assert Router(DOORS, {}).resolve(model) == expected
 
 
 @pytest.mark.parametrize(
@@ -78,7 +79,7 @@ def test_builtin_aliases(model, expected) -> None:
 )
 def test_provider_model_ids(model, expected) -> None:
     """Every upstream model is reachable as provider/model and as its bare id."""
-    assert Router(CATALOGS, {}).resolve(model) == expected
+    assert Router(DOORS, {}).resolve(model) == expected
 
 
 @pytest.mark.parametrize(
@@ -99,14 +100,14 @@ def test_provider_model_ids(model, expected) -> None:
 def test_unknown_model(model) -> None:
     """An id that names no route is ModelNotFound naming the model parameter."""
     with pytest.raises(errors.ModelNotFound) as caught:
-        Router(CATALOGS, {}).resolve(model)
+        Router(DOORS, {}).resolve(model)
     assert caught.value.param == "model" and caught.value.status == 404
 
 
 @pytest.mark.parametrize("model", ["dall-e-2", "gpt-image-1", "gpt-image-2.1-2026-01-01"])
 def test_alias_of_absent_provider(model) -> None:
     """Without the reapi provider, its aliases are unknown models rather than routes to nowhere."""
-    router = Router({"reve2img": CATALOGS["reve2img"]}, {})
+    router = Router({"reve2img": DOORS["reve2img"]}, {})
     with pytest.raises(errors.ModelNotFound):
         router.resolve(model)
     assert model not in dict(router.ids())
@@ -114,7 +115,7 @@ def test_alias_of_absent_provider(model) -> None:
 
 def test_masked_dated_dall_e_2_routes_like_masked_dall_e_2() -> None:
     """A dated dall-e-2 with a mask goes where a masked dall-e-2 goes: the channel that takes masks."""
-    router = Router(CATALOGS, {})
+    router = Router(DOORS, {})
     assert router.resolve("dall-e-2-2024-01-01", mask=True).upstream_model == OFFICIAL
     assert router.resolve("dall-e-2-2024-01-01").upstream_model == "gpt-image-2"
 
@@ -123,7 +124,7 @@ def test_configured_name_wins_and_is_listed() -> None:
     """A configured name resolves to its Route, even over a built-in alias, and is listed first."""
     house = Route("house-style", "reve2img", "flux-2", (("size", "16:9"),))
     dalle = Route("dall-e-3", "reve2img", "reve-2.0")
-    router = Router(CATALOGS, {"house-style": house, "dall-e-3": dalle})
+    router = Router(DOORS, {"house-style": house, "dall-e-3": dalle})
     assert router.resolve("house-style") == house and router.resolve("dall-e-3") == dalle
     ids = router.ids()
     assert ids[:2] == [("house-style", "reve2img"), ("dall-e-3", "reve2img")]
@@ -132,7 +133,7 @@ def test_configured_name_wins_and_is_listed() -> None:
 
 def test_ids_lists_bare_and_prefixed_models() -> None:
     """ids() names every upstream model bare and prefixed, with its provider as owner."""
-    owners = dict(Router(CATALOGS, {}).ids())
+    owners = dict(Router(DOORS, {}).ids())
     for provider, models in CATALOGS.items():
         for model in models:
             assert owners[model] == provider and owners[f"{provider}/{model}"] == provider
@@ -271,8 +272,10 @@ def test_aspect_ratio(size, ratio) -> None:
     assert codec.aspect_ratio(size) == ratio
 
 
-def job(model: str = "flux-2", **fields) -> ImageJob:
-    return ImageJob(operation="generate", route=Route(f"reve2img/{model}", "reve2img", model), prompt="a cat", **fields)
+def job(model: str = "flux-2", **fields) -> ImageSpec:
+    return ImageSpec(
+        operation="generate", route=Route(f"reve2img/{model}", "reve2img", model), prompt="a cat", **fields
+    )
 
 
 FIVE = tuple(f"https://x.test/{i}.png" for i in range(5))

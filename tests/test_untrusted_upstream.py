@@ -5,6 +5,7 @@ uvicorn, against the shim served by uvicorn, through the real openai SDK. Each t
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from shim.app import create_app
 from shim.config import Settings
 
-from .conftest import ServedApp, served
+from .conftest import ServedApp, served, upstreams
 from .hostile_upstream import Bystander, HostileUpstream, completed, png, png_claiming
 
 KEY = "rk_live_untrusted_0123456789"
@@ -41,8 +42,9 @@ def hostile() -> Iterator[HostileUpstream]:
 
 def shim_for(upstream: HostileUpstream, **changes: Any) -> ServedApp:
     settings = Settings(
-        reapi_base_url=upstream.url, upstream_timeout=5.0, download_timeout=5.0, latency_scale=0.001
-    ).replace(**changes)
+        upstreams=upstreams(reapi=upstream.url), upstream_timeout=5.0, download_timeout=5.0, latency_scale=0.001
+    )
+    settings = dataclasses.replace(settings, **changes)
     return ServedApp(create_app(settings)).start()
 
 
@@ -138,7 +140,7 @@ def test_reve2img_result_urls_are_guarded_too(bystander) -> None:
             return httpx.Response(200, json={"code": 200, "message": "success", "data": data})
         return httpx.Response(404)
 
-    settings = Settings(reve2img_base_url="http://reve2img.test", latency_scale=0.001)
+    settings = Settings(upstreams=upstreams(reve2img="http://reve2img.test"), latency_scale=0.001)
     with served(create_app(settings, transport=httpx.MockTransport(upstream))) as server:
         with pytest.raises(openai.InternalServerError) as caught:
             client(server).images.generate(model="reve2img/reve-2.0", prompt="x", response_format="b64_json")

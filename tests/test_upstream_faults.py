@@ -14,7 +14,7 @@ from PIL import Image
 from shim.app import create_app
 from shim.config import Settings
 
-from .conftest import ServedApp, served, shim_settings
+from .conftest import ServedApp, served, shim_settings, upstreams
 
 UPSTREAM = "http://upstream.test"
 
@@ -54,7 +54,7 @@ class PartialUpstream:
 @pytest.fixture
 def partial() -> Iterator[tuple[ServedApp, PartialUpstream]]:
     upstream = PartialUpstream()
-    settings = Settings(reapi_base_url=UPSTREAM, latency_scale=0.0001)
+    settings = Settings(upstreams=upstreams(reapi=UPSTREAM), latency_scale=0.0001)
     with served(create_app(settings, transport=httpx.MockTransport(upstream))) as server:
         yield server, upstream
 
@@ -96,7 +96,7 @@ def test_poll_outage_of_html_pages_does_not_lose_the_task(sdk) -> None:
             return httpx.Response(200, json={"id": "task_h", "status": "completed", "output": output})
         return httpx.Response(200, content=image)
 
-    settings = Settings(reapi_base_url=UPSTREAM, latency_scale=0.0001)
+    settings = Settings(upstreams=upstreams(reapi=UPSTREAM), latency_scale=0.0001)
     with served(create_app(settings, transport=httpx.MockTransport(upstream))) as server:
         raw = sdk(server, "rk_y", max_retries=0).images.with_raw_response.generate(model="dall-e-2", prompt="x")
     assert raw.status_code == 200 and raw.headers["x-upstream-task-ids"] == "task_h"
@@ -112,7 +112,7 @@ def test_echoed_key_is_redacted(sdk) -> None:
         error = {"code": 20003, "message": f"invalid size for key {echoed}", "request_id": "req_e"}
         return httpx.Response(400, json={"error": error})
 
-    settings = Settings(reapi_base_url=UPSTREAM, latency_scale=0.0001)
+    settings = Settings(upstreams=upstreams(reapi=UPSTREAM), latency_scale=0.0001)
     with served(create_app(settings, transport=httpx.MockTransport(upstream))) as server:
         with pytest.raises(openai.BadRequestError) as caught:
             sdk(server, secret, max_retries=0).images.generate(model="dall-e-2", prompt="x")
@@ -137,7 +137,7 @@ def test_upstream_429_on_submit_is_waited_out_not_passed_through(sdk) -> None:
             return httpx.Response(200, json={"id": "task_r", "status": "completed", "output": output})
         return httpx.Response(200, content=image)
 
-    settings = Settings(reapi_base_url=UPSTREAM, latency_scale=0.0001)
+    settings = Settings(upstreams=upstreams(reapi=UPSTREAM), latency_scale=0.0001)
     with served(create_app(settings, transport=httpx.MockTransport(upstream))) as server:
         raw = sdk(server, "rk_z", max_retries=0).images.with_raw_response.generate(model="dall-e-2", prompt="x")
     assert raw.status_code == 200 and raw.headers["x-upstream-task-ids"] == "task_r"

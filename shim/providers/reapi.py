@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import quote
 
 from .. import errors
-from ..types import Task
+from ..config import UpstreamSettings
+from ..types import Submission, Task
 from . import reapi_codec as codec
-from .http_adapter import HttpAdapter
+from .http import HttpAdapter
 from .transport import retry_after_seconds
 
 
 class ReapiProvider(HttpAdapter):
     name = "reapi"
+    defaults = UpstreamSettings("https://reapi.ai", rate_limit=10.0)  # "10 requests / second / user"
     catalog = codec.CATALOG
+    aliases = codec.ALIASES
+    alias_patterns = codec.ALIAS_PATTERNS
     priors = codec.PRIORS
 
+    check = staticmethod(codec.check)
     plan = staticmethod(codec.plan)
     failure = staticmethod(codec.task_failure)
 
-    async def submit(self, body: Mapping[str, Any], key: str) -> Task:
-        reply = await self._call("submit", "POST", "/images/generations", key, body=body)
+    async def submit(self, submission: Submission, key: str) -> Task:
+        reply = await self._call("submit", "POST", "/images/generations", key, body=submission.body)
         # Any 2xx naming a task created it (a 201 or 202 is as paid as a 200): never abandon it.
         if 200 <= reply.status < 300 and isinstance(reply.payload, Mapping) and reply.payload.get("id"):
             return codec.parse_submitted(reply.payload)

@@ -1,20 +1,20 @@
-"""reAPI's wire format, pure: OpenAI-side jobs to submit bodies, task JSON to Task, error JSON to our errors.
+"""reAPI's wire format, pure: OpenAI-side jobs to submit bodies, task JSON to Task, error JSON to our errors,
+and the public ids reAPI answers for (OpenAI's image model names).
 
 Tables come from the gpt-image-2-official document (sizes, 4K rule, batches) and reAPI's notes (codes).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from .. import errors
-from ..openai_wire import prompt_too_long
-from ..pacing import LatencyPrior
 from ..sizes import nearest_ratio, parse_pixels
-from ..types import ImageJob, Task
+from ..types import ImageSpec, LatencyPrior, Spec, Submission, Task
 from ..untrusted import printable
-from . import ModelSpec, Submission, task_id_of, url_strings
+from .base import Alias, ModelSpec, task_id_of, url_strings
 
 OFFICIAL = "gpt-image-2-official"
 CATALOG: dict[str, ModelSpec] = {
@@ -29,6 +29,23 @@ CATALOG: dict[str, ModelSpec] = {
     )
 }  # fmt: skip
 
+#: OpenAI's image ids -> what they mean on reAPI. dall-e-2 is the cheap channel, but a masked edit of it
+#: (classic inpainting) goes to the channel that takes masks.
+ALIASES: dict[str, Alias] = {
+    "dall-e-2": Alias("gpt-image-2", masked_model=OFFICIAL),
+    "dall-e-3": Alias(OFFICIAL, (("quality", "standard"),)),
+    "gpt-image-1": Alias(OFFICIAL),
+    "gpt-image-1-mini": Alias(OFFICIAL),
+    "gpt-image-1.5": Alias(OFFICIAL),
+    "chatgpt-image-latest": Alias(OFFICIAL),
+}
+#: gpt-image-2.x-* (dated or suffixed variants of OpenAI's newest id) go to the official channel too.
+ALIAS_PATTERNS = ((re.compile(r"^gpt-image-2\.[0-9]+(-[a-z0-9][a-z0-9.-]*)?$"), Alias(OFFICIAL)),)
+
+#: "size ... One of these 14 values (or auto ...)" (gpt-image-2-official).
+RATIOS: tuple[str, ...] = (
+    "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "5:4", "4:5", "2:1", "1:2", "21:9", "9:21",
+)  # fmt: skip
 WIDESCREEN = ("16:9", "9:16", "2:1", "1:2", "21:9", "9:21")
 TIERS = ("1k", "2k", "4k")
 _LANDSCAPE: dict[str, dict[str, tuple[int, int]]] = {
@@ -108,7 +125,7 @@ def map_size(size: str | None, resolution: str | None) -> tuple[str | None, str 
         tier = resolution or "1k"
         return size, resolution, "x".join(map(str, PIXELS[size][tier]))
     width, height = pixels
-    ratio = nearest_ratio(width, height)
+    ratio = nearest_ratio(width, height, RATIOS)
     if resolution is not None:
         _require_4k_widescreen(ratio, resolution)
         tier = resolution
@@ -136,22 +153,42 @@ def _unsupported(field: str, model: str, param: str) -> errors.InvalidRequest:
 
 #: "prompt — string, 1–4,000 characters" (gpt-image-2-official); applied to every reAPI channel.
 MAX_PROMPT = 4000
+#: OpenAI quality -> reAPI's tier: standard/hd are DALL-E 3's words; xhigh/max ask for the best there is.
+QUALITY_TIERS = {"standard": "medium", "hd": "high", "xhigh": "high", "max": "high"}
 
 
-def plan(job: ImageJob) -> list[Submission]:
-    """The reAPI submissions for a job: batches of up to 4 on the official channel, n tasks elsewhere."""
-    model = job.route.upstream_model
-    spec = CATALOG[model]
-    if len(job.prompt) > MAX_PROMPT:
-        raise prompt_too_long(len(job.prompt), MAX_PROMPT, job.route.public_id)
-    if job.mask_url and not spec.mask:
-        raise _unsupported("mask", job.route.public_id, "mask")
-    if len(job.image_urls) > spec.max_image_urls:
+def check(spec: Spec) -> None:
+    """What reAPI cannot take, refused before anything is stored or spent."""
+    model = CATALOG[spec.route.upstream_model]
+    if len(spec.prompt) > MAX_PROMPT:
+        raise errors.PromptTooLong(len(spec.prompt), MAX_PROMPT, spec.route.public_id)
+    if spec.size is not None and ":" in spec.size and spec.size not in RATIOS:
         raise errors.InvalidRequest(
-            f"Model '{job.route.public_id}' accepts at most {spec.max_image_urls} input images.",
+            f"Invalid value for 'size': {spec.size!r} is not a ratio model '{spec.route.public_id}' takes "
+            f"({', '.join(RATIOS)}).",
+            param="size",
+            code="invalid_value",
+        )
+    if spec.mask_url and not model.mask:
+        raise _unsupported("mask", spec.route.public_id, "mask")
+    if len(spec.image_urls) > model.max_image_urls:
+        raise errors.InvalidRequest(
+            f"Model '{spec.route.public_id}' accepts at most {model.max_image_urls} input images.",
             param="image",
             code="invalid_value",
         )
+    map_size(spec.size, spec.resolution)  # the 4K rule
+
+
+def plan(spec: Spec) -> list[Submission]:
+    """The reAPI submissions for a job: batches of up to 4 on the official channel, n tasks elsewhere."""
+    check(spec)
+    return _plan_images(spec)
+
+
+def _plan_images(job: ImageSpec) -> list[Submission]:
+    model = job.route.upstream_model
+    spec = CATALOG[model]
     size, resolution, reported = map_size(job.size, job.resolution)
     body: dict[str, Any] = {"model": model, "prompt": job.prompt}
     if size is not None:
@@ -160,9 +197,10 @@ def plan(job: ImageJob) -> list[Submission]:
         body["resolution"] = resolution
     quality = None
     if spec.quality:
-        quality = job.quality or "auto"
-        if job.quality:
-            body["quality"] = job.quality
+        tier = QUALITY_TIERS.get(job.quality, job.quality) if job.quality else None
+        quality = tier or "auto"
+        if tier:
+            body["quality"] = tier
     if spec.background and job.background:
         body["background"] = job.background
     if spec.moderation and job.moderation:
@@ -219,7 +257,7 @@ def parse_task(payload: Mapping[str, Any], task_id: str) -> Task:
             error_message=None if message is None else printable(message, 500),
         )
     if urls:
-        return Task(task_id, "completed", image_urls=urls)
+        return Task(task_id, "completed", urls=urls)
     if status == "completed":
         raise errors.UpstreamTransient(
             "completed without image_urls",

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import errors
-from ..types import Task
+from ..config import UpstreamSettings
+from ..types import Submission, Task
 from . import reve2img_codec as codec
-from .http_adapter import HttpAdapter, Reply
+from .base import Alias
+from .http import HttpAdapter, Reply
 from .transport import retry_after_seconds
 
 
 class Reve2imgProvider(HttpAdapter):
     name = "reve2img"
+    # The rate is not documented (10 as reAPI's); 8 tasks in flight is our assumption about TOO_MANY_TASKS.
+    defaults = UpstreamSettings("https://reve2img.com", rate_limit=10.0, max_in_flight=8)
     catalog = codec.CATALOG
+    aliases: ClassVar[dict[str, Alias]] = {}
+    alias_patterns: ClassVar[tuple[tuple[re.Pattern[str], Alias], ...]] = ()
     priors = codec.PRIORS
 
+    check = staticmethod(codec.check)
     plan = staticmethod(codec.plan)
     failure = staticmethod(codec.task_failure)
 
-    async def submit(self, body: Mapping[str, Any], key: str) -> Task:
-        reply = await self._call("submit", "POST", "/generate", key, body=body)
+    async def submit(self, submission: Submission, key: str) -> Task:
+        reply = await self._call("submit", "POST", "/generate", key, body=submission.body)
         data = _data(reply)
         if data is not None and data.get("task_id"):
             return codec.parse_submitted(data)

@@ -13,20 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import errors
-from ..pacing import LatencyPrior
-from ..sizes import nearest_ratio, parse_pixels
-from ..types import ImageJob, Task, TaskStatus
+from ..sizes import COMMON_RATIOS, nearest_ratio, parse_pixels
+from ..types import LatencyPrior, Spec, Submission, Task, TaskStatus
 from ..untrusted import printable
-from . import ModelSpec, Submission, task_id_of, url_strings
+from .base import ModelSpec, task_id_of, url_strings
 
+#: Synchronous models (reve-2.0, "may return SUCCESS ... right away") and asynchronous ones.
 CATALOG: dict[str, ModelSpec] = {
     spec.id: spec
-    for spec in (
-        ModelSpec("reve-2.0", synchronous=True),
-        ModelSpec("reve-2.0-fast", synchronous=True),
-        ModelSpec("flux-2"),
-        ModelSpec("seedream-4.0"),
-    )
+    for spec in (ModelSpec("reve-2.0"), ModelSpec("reve-2.0-fast"), ModelSpec("flux-2"), ModelSpec("seedream-4.0"))
 }
 PRIORS: dict[str, LatencyPrior] = {
     "reve2img/reve-2.0": LatencyPrior(0.5, 2.0),
@@ -51,21 +46,20 @@ STATUS_NAMES: dict[int, str] = {
 
 
 def aspect_ratio(size: str | None) -> str | None:
-    """OpenAI size -> aspect_ratio: a ratio as given, WxH as the nearest of the shim's ratio vocabulary
-    (`sizes.RATIOS`); None (the upstream's default) for auto/absent. Which ratios a model takes is the
+    """OpenAI size -> aspect_ratio: a ratio as given, WxH as the nearest of the common ratios
+    (`sizes.COMMON_RATIOS`); None (the upstream's default) for auto/absent. Which ratios a model takes is the
     upstream's to say: an unsupported one comes back as INVALID_PARAMETER, never silently replaced."""
     if size is None or size == "auto":
         return None
     pixels = parse_pixels(size)
     if pixels is None:
         return size
-    return nearest_ratio(pixels[0], pixels[1])
+    return nearest_ratio(pixels[0], pixels[1], COMMON_RATIOS)
 
 
-def plan(job: ImageJob) -> list[Submission]:
-    """One task per image (the API makes one image per task)."""
-    model = job.route.upstream_model
-    spec = CATALOG[model]
+def check(job: Spec) -> None:
+    """What reve2img cannot take (masks), refused before anything is stored or spent."""
+    spec = CATALOG[job.route.upstream_model]
     if job.mask_url:
         raise errors.InvalidRequest(
             f"'mask' is not supported by model '{job.route.public_id}'. Use gpt-image-2-official "
@@ -79,6 +73,12 @@ def plan(job: ImageJob) -> list[Submission]:
             param="image",
             code="invalid_value",
         )
+
+
+def plan(job: Spec) -> list[Submission]:
+    """One task per image (the API makes one image per task)."""
+    check(job)
+    model = job.route.upstream_model
     ratio = aspect_ratio(job.size)
     body: dict[str, Any] = {"model": model, "prompt": job.prompt}
     if ratio:
@@ -130,7 +130,7 @@ def parse_task(data: Mapping[str, Any], task_id: str) -> Task:
     return Task(
         id=task_id,
         status=status,
-        image_urls=urls,
+        urls=urls,
         error_code=name,
         error_message=None if text is None else printable(text, 500),
         credits=credits if isinstance(credits, int) and not isinstance(credits, bool) and credits >= 0 else None,

@@ -1,10 +1,5 @@
-"""The media store: uploaded images become short-lived URLs the upstream can fetch.
-
-Built in: a local store (memory, or a directory with SHIM_MEDIA_DIR) served by the shim itself at
-`GET {SHIM_PUBLIC_URL}/media/{token}.{ext}`; with SHIM_S3_BUCKET, an S3-compatible bucket (`media_s3`).
-A token is 256 random bits: URLs cannot be guessed or listed, an unknown and an expired token get the same
-404, and one credential can never be handed another's file (reuse of an upload is keyed by credential).
-"""
+"""The local media store: uploads kept by the shim itself, in memory or in a directory (SHIM_MEDIA_DIR), and
+served at `GET {SHIM_PUBLIC_URL}/media/{token}.{ext}` (`web.media_routes`)."""
 
 from __future__ import annotations
 
@@ -12,89 +7,13 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
-from starlette.requests import Request
-from starlette.responses import Response
-
-from . import errors
-
-if TYPE_CHECKING:
-    import httpx
-
-    from .config import Settings
-
-#: ext -> content type: the only things stored.
-CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
-NAME = re.compile(r"^([A-Za-z0-9_-]{43})\.(png|jpg|webp)$")
-
-
-def no_public_url() -> errors.InvalidRequest:
-    return errors.InvalidRequest(
-        "Uploaded images must reach the upstream as URLs, and this shim has no public address: set "
-        "SHIM_PUBLIC_URL to the URL where the upstream can reach this shim (or SHIM_S3_BUCKET for an "
-        "S3-compatible bucket), or send a JSON body with image URLs instead of files.",
-        param="image",
-        code="media_store_unavailable",
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Media:
-    data: bytes
-    content_type: str
-    max_age: int  # seconds of life left
-
-
-class MediaStore(Protocol):
-    #: False when uploads cannot be given a URL the upstream can reach (no SHIM_PUBLIC_URL, no S3).
-    publishes: bool
-
-    async def put(self, data: bytes, content_type: str, ext: str, *, owner: str) -> str:
-        """Keep `data` for the TTL and return its URL. The same bytes from the same owner, uploaded again
-        while the first URL still has at least half its life, get that URL again (so a client's retry is
-        the same request and attaches to the same job instead of paying twice)."""
-        ...
-
-    async def get(self, name: str) -> Media | None:
-        """The live media called `name` (`{token}.{ext}`), or None: unknown, expired, malformed alike."""
-        ...
-
-    async def release(self, urls: Iterable[str], *, owner: str) -> None:
-        """The upstream no longer needs these uploads of `owner` (their job is over): free their space now.
-        URLs that are not this store's, or not the owner's, are ignored. A later `put` of the same bytes by
-        the same owner brings the same URL back to life."""
-        ...
-
-
-class RecentUploads:
-    """(owner, sha256) -> the URL already handed out for those bytes, while it has at least half its TTL."""
-
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self._urls: dict[tuple[str, str], tuple[str, float]] = {}
-
-    def find(self, owner: str, digest: str, now: float) -> str | None:
-        found = self._urls.get((owner, digest))
-        if found is None:
-            return None
-        url, expires = found
-        if expires - now < self.ttl / 2:
-            del self._urls[(owner, digest)]
-            return None
-        return url
-
-    def add(self, owner: str, digest: str, url: str, expires: float) -> None:
-        self._urls[(owner, digest)] = (url, expires)
-
-    def purge(self, now: float) -> None:
-        for key in [k for k, (_, expires) in self._urls.items() if expires <= now]:
-            del self._urls[key]
+from .. import errors
+from .base import CONTENT_TYPES, NAME, Media, RecentUploads, no_public_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,45 +213,3 @@ class LocalStore:
                 if NAME.match(entry.name) and entry.stat().st_mtime + self.ttl <= now:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
-
-
-def build_media_store(settings: Settings, *, http: httpx.AsyncClient) -> MediaStore:
-    """The store the settings ask for: S3 when SHIM_S3_BUCKET is set, else the local one."""
-    if settings.s3_bucket:
-        from .config import ConfigurationError
-        from .media_s3 import S3Credentials, S3Store
-
-        if not (settings.s3_access_key and settings.s3_secret_key):
-            raise ConfigurationError("SHIM_S3_BUCKET needs SHIM_S3_ACCESS_KEY and SHIM_S3_SECRET_KEY")
-        credentials = S3Credentials(settings.s3_access_key, settings.s3_secret_key, settings.s3_region)
-        return S3Store(
-            http=http,
-            bucket=settings.s3_bucket,
-            credentials=credentials,
-            endpoint=settings.s3_endpoint,
-            ttl=settings.media_ttl_seconds,
-            max_bytes=settings.max_upload_bytes,
-            timeout=settings.upstream_timeout,
-        )
-    return LocalStore(
-        public_url=settings.public_url,
-        ttl=settings.media_ttl_seconds,
-        max_bytes=settings.max_upload_bytes,
-        max_total_bytes=settings.media_max_bytes,
-        max_owner_bytes=settings.media_max_bytes_per_key,
-        directory=settings.media_dir,
-    )
-
-
-async def serve_media(request: Request) -> Response:
-    """`GET /media/{name}`: the bytes of a live upload. No listing, no hint whether a token ever existed."""
-    store: MediaStore | None = getattr(request.app.state.shim, "media", None)
-    media = await store.get(request.path_params["name"]) if store is not None else None
-    if media is None:
-        raise errors.NotFound("No such media: it never existed or has expired.")
-    headers = {
-        "cache-control": f"private, max-age={max(0, media.max_age)}",
-        "x-content-type-options": "nosniff",
-        "content-security-policy": "default-src 'none'",
-    }
-    return Response(media.data, media_type=media.content_type, headers=headers)

@@ -15,18 +15,15 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import httpx
 from PIL import Image as PILImage
 
-from . import errors
-from .types import Image, ImageJob, JobResult
+from .. import errors
+from ..types import Image, ImageResult, ImageSpec, Outcome
+from ..providers.transport import describe
+from ..workers import FairPool
 from .url_guard import UnsafeUrl
-from .workers import FairPool
-
-if TYPE_CHECKING:
-    from .jobs import Outcome
 
 #: output_format -> Pillow format name.
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
@@ -70,7 +67,7 @@ class Downloader:
             except TimeoutError:
                 last = f"the download took longer than {self.timeout:g}s"
             except httpx.HTTPError as exc:
-                last = type(exc).__name__
+                last = describe(exc)
         raise _paid_but_undeliverable(f"downloading it from the upstream failed ({last})")
 
     async def _get(self, url: str) -> bytes:
@@ -134,9 +131,9 @@ def _convert(image: PILImage.Image, target: str, compression: int | None) -> byt
     return out.getvalue()
 
 
-async def build_result(spec: ImageJob, outcome: Outcome, *, downloader: Downloader, owner: str) -> JobResult:
+async def build_result(spec: ImageSpec, outcome: Outcome, *, downloader: Downloader, owner: str) -> ImageResult:
     """A finished job's images as the client asked: upstream URLs, or base64 downloads."""
-    urls = [url for sub, task in outcome.tasks for url in task.image_urls[: sub.count]]
+    urls = [url for sub, task in outcome.tasks for url in task.urls[: sub.count]]
     first = outcome.tasks[0][0]
     size = first.size
     if spec.response_format == "b64_json":
@@ -148,7 +145,7 @@ async def build_result(spec: ImageJob, outcome: Outcome, *, downloader: Download
     else:
         images = tuple(Image(url=u) for u in urls)
     credits = [task.credits for _, task in outcome.tasks if task.credits is not None]
-    return JobResult(
+    return ImageResult(
         images=images,
         size=size,
         quality=first.quality,

@@ -16,16 +16,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from . import errors
-from .delivery import build_result
-from .jobs import Job
-from .openai_wire import render_error, usage
-from .types import ImageJob
+from .. import errors
+from ..jobs.job import Job
+from ..media.results import build_result
+from ..openai.render import render_error, usage
+from ..state import state_of
+from ..types import ImageSpec
 
 KEEPALIVE = 15.0
 
 
-def event_prefix(spec: ImageJob) -> str:
+def event_prefix(spec: ImageSpec) -> str:
     return "image_edit" if spec.operation in ("edit", "variation") else "image_generation"
 
 
@@ -34,8 +35,8 @@ def sse(data: dict[str, Any], event: str | None = None) -> bytes:
     return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def respond(request: Request, spec: ImageJob, job: Job, headers: dict[str, str]) -> StreamingResponse:
-    state = request.app.state.shim
+def respond(request: Request, spec: ImageSpec, job: Job, headers: dict[str, str]) -> StreamingResponse:
+    state = state_of(request)
     # Streamed images always travel as base64, as OpenAI's completed events do.
     spec_b64 = dataclasses.replace(spec, response_format="b64_json")
     prefix = event_prefix(spec)

@@ -12,9 +12,9 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
-from . import errors
-from .untrusted import is_token
-from .workers import FairPool
+from .. import errors
+from ..untrusted import is_token
+from ..workers import FairPool
 
 MAX_DEPTH = 32
 

@@ -1,5 +1,5 @@
-"""One job = one client intent: submit once, wait, keep the paid result; and the registry that lets a
-retry attach to a job instead of paying again.
+"""The job registry: finds the job a request belongs to (so that a retry attaches instead of paying again),
+starts new ones, keeps finished ones for their result TTL, and lets requests wait for them.
 
 A job runs detached from the HTTP request that started it: a client that disconnects or times out does
 not cancel the upstream task; its result waits (SHIM_RESULT_TTL_SECONDS) for a retry to collect it.
@@ -10,89 +10,20 @@ retry resumes the earlier process's job (waits for its tasks) instead of paying 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import math
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
 
 from cachetools import TLRUCache, TTLCache
 
-from . import errors
-from .jobs_journal import JobJournal
+from .. import errors
+from ..pacing import Pacers
+from ..providers.base import ModelSpec, Provider
+from ..types import Outcome, Route, Spec, Submission
+from .job import Job, credential_id, fingerprint, idempotency_digest
 from .journal import Journal, RecoveredJob, Submitted
-from .pacing import Pacers
-from .providers import Provider, Submission
-from .types import ImageJob, Task
-from .untrusted import public
-
-
-def credential_id(key: str) -> str:
-    """A stable, non-reversible name for a credential: partitions caches, never logged as the key."""
-    return hashlib.sha256(b"shim-credential:" + key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-
-
-def idempotency_digest(credential: str, idempotency_key: str) -> str:
-    """The name under which an Idempotency-Key is kept (in memory and in the journal): never the header."""
-    raw = f"shim-idempotency:{credential}:{idempotency_key}"
-    return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def fingerprint(job: ImageJob) -> str:
-    """Canonical hash of what the client asked for (streaming or not is delivery, not intent)."""
-    data = asdict(job)
-    data.pop("stream", None)
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a finished job paid for: the tasks that completed, and the first failure of those that did not."""
-
-    tasks: tuple[tuple[Submission, Task], ...]
-    failures: tuple[errors.ShimError, ...] = ()
-
-
-@dataclass(eq=False)
-class Job:
-    id: str
-    credential: str
-    fingerprint: str
-    spec: ImageJob
-    created: float
-    runner: asyncio.Task[Outcome] | None = None
-    waiters: int = 0
-    delivered: bool = False
-    handoff_until: float = 0.0
-    submits: int = 0
-    uncertain: bool = False  # a submit of this job ended with its outcome unknown
-    task_ids: list[str] = field(default_factory=list)
-    public_task_ids: list[str] = field(default_factory=list)  # redacted and printable: for headers and logs
-    idempotency: str | None = None  # digest of the Idempotency-Key that started it
-    journaled: bool = False  # the journal holds records of this job (so it must be told it finished)
-    handoff_journaled: float = -math.inf  # wall time of the last `handed_off` record
-
-    @property
-    def done(self) -> bool:
-        return self.runner is not None and self.runner.done()
-
-    @property
-    def nothing_paid(self) -> bool:
-        """The job failed having certainly created no upstream task: no submit got a task id, and none
-        ended with its outcome unknown. A retry of it is a fresh, free attempt."""
-        if not self.done or self.submits or self.uncertain:
-            return False
-        assert self.runner is not None
-        return not self.runner.cancelled() and self.runner.exception() is not None
-
-    @property
-    def attachable(self) -> bool:
-        """A retry may collect this job: its result is not delivered yet, and it is not a failure that paid
-        for nothing."""
-        return not self.delivered and not self.nothing_paid
+from .recovery import JobJournal
+from .runner import Run, SubmitGauge
 
 
 class _Slots:
@@ -162,13 +93,13 @@ class Jobs:
         )
         self._live: set[asyncio.Task[Outcome]] = set()
         self._in_flight: dict[tuple[str, str], _Slots] = {}
-        self._submits_in_flight = 0
+        self._gauge = SubmitGauge()
         self._journal = JobJournal(journal, handoff_seconds=handoff_seconds, wall=wall)
 
     # --- finding or starting ------------------------------------------------------------------------
 
     def find_or_start(
-        self, spec: ImageJob, key: str, *, idempotency_key: str | None = None, retry_count: int = 0
+        self, spec: Spec, key: str, *, idempotency_key: str | None = None, retry_count: int = 0
     ) -> tuple[Job, bool]:
         """The job this request belongs to, and whether it attached to an existing one.
 
@@ -209,6 +140,14 @@ class Jobs:
             return self._start(spec, key, cred, fp, now, idem, resume=recovered), True
         return self._start(spec, key, cred, fp, now, idem), False
 
+    def check(self, spec: Spec) -> None:
+        """What the spec's model cannot do, as a 400, before anything is stored or spent."""
+        self._providers[spec.route.provider].check(spec)
+
+    def model_spec(self, route: Route) -> ModelSpec | None:
+        """What the upstream model behind a route accepts (None: the provider does not know it)."""
+        return self._providers[route.provider].catalog.get(route.upstream_model)
+
     def refuse_if_rejected(self, provider: str, credential: str) -> None:
         """Raise AuthenticationFailed when the upstream rejected this key moments ago: a flood of requests with
         junk keys costs neither upstream calls nor memory."""
@@ -220,7 +159,7 @@ class Jobs:
 
     def _start(
         self,
-        spec: ImageJob,
+        spec: Spec,
         key: str,
         cred: str,
         fp: str,
@@ -298,80 +237,23 @@ class Jobs:
     # --- running ------------------------------------------------------------------------------------
 
     async def _run(
-        self,
-        job: Job,
-        provider: Provider,
-        submissions: list[Submission],
-        key: str,
-        earlier: Mapping[int, Submitted],
+        self, job: Job, provider: Provider, submissions: list[Submission], key: str, earlier: Mapping[int, Submitted]
     ) -> Outcome:
-        pacer = self._pacers[provider.name].get(provider.name, job.credential)
         limit = provider.max_in_flight
-        slots = self._slots(provider.name, job.credential, limit) if limit else None
-
-        async def one(index: int, sub: Submission) -> tuple[Submission, Task]:
-            try:
-                known = earlier.get(index)
-                if known is not None and known.task is None:
-                    raise errors.SubmitOutcomeUnknown(
-                        "The gateway restarted while submitting this image's task: it may exist upstream, so it "
-                        f"was not submitted again (job {job.id})."
-                    )
-                if slots is None:
-                    return await submit_and_wait(index, sub, known)
-                async with slots:  # the upstream caps tasks in flight per key: never go over it
-                    return await submit_and_wait(index, sub, known)
-            except errors.ShimError as exc:
-                if isinstance(exc, errors.SubmitOutcomeUnknown):
-                    job.uncertain = True  # a task may exist: the job stays collectable, never resubmitted
-                raise exc.redact(key) from None
-
-        async def submit(index: int, sub: Submission) -> Task:
-            await self._journal.submitting(job, index)  # before the call: from here on, a task may exist
-            self._submits_in_flight += 1
-            try:
-                return await provider.submit(sub.body, key)
-            finally:
-                self._submits_in_flight -= 1
-
-        async def submit_and_wait(index: int, sub: Submission, known: Submitted | None) -> tuple[Submission, Task]:
-            submitted_at: float | None = None
-            if known is not None and known.task is not None:
-                # An earlier process paid for this one: wait for it, with its task cap counted from its submit.
-                task = Task(known.task, "processing")
-                submitted_at = self._clock() - max(0.0, self._wall() - known.at)
-            else:
-                task = await pacer.call(lambda: submit(index, sub), kind="submit")
-                await self._journal.submitted(job, index, task.id)
-            job.submits += 1
-            job.task_ids.append(task.id)
-            job.public_task_ids.append(public(task.id, key, 100))
-            event = "task_submitted" if known is None else "task_resumed"
-            self._emit(event, {"job": job.id, "task": job.public_task_ids[-1]})
-            task = await pacer.wait_for(
-                task,
-                lambda task_id: provider.poll(task_id, key),
-                latency_class=sub.latency_class,
-                submitted_at=submitted_at,
-            )
-            self._emit("task_finished", {"job": job.id, "task": public(task.id, key, 100), "status": task.status})
-            if task.status == "failed":
-                raise provider.failure(task)
-            return sub, task
-
-        results = await asyncio.gather(*(one(i, s) for i, s in enumerate(submissions)), return_exceptions=True)
-        done = tuple(r for r in results if isinstance(r, tuple))
-        failures: list[errors.ShimError] = []
-        for result in results:
-            if isinstance(result, asyncio.CancelledError):
-                raise result
-            if isinstance(result, errors.ShimError):
-                failures.append(result)
-            elif isinstance(result, BaseException):
-                failures.append(errors.UpstreamError(f"Unexpected failure: {type(result).__name__}"))
-        if not done:
-            raise failures[0]
-        return Outcome(done, tuple(failures))
+        run = Run(
+            job,
+            provider,
+            self._pacers[provider.name].get(provider.name, job.credential),
+            key,
+            self._journal,
+            self._emit,
+            self._gauge,
+            slots=self._slots(provider.name, job.credential, limit) if limit else None,
+            earlier=earlier,
+            clock=self._clock,
+            wall=self._wall,
+        )
+        return await run.outcome(submissions)
 
     def _slots(self, provider: str, credential: str, limit: int) -> _Slots:
         slots = self._in_flight.get((provider, credential))
@@ -418,7 +300,7 @@ class Jobs:
         """Before shutting down, let submits already sent get their answer (a task id worth keeping),
         so that a stop does not turn a paid task into an unknown one."""
         waited = 0.0
-        while self._submits_in_flight and waited < timeout:
+        while self._gauge.count and waited < timeout:
             await asyncio.sleep(step)
             waited += step
 

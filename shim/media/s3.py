@@ -14,9 +14,9 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from . import errors
-from .config import ConfigurationError
-from .media import RecentUploads
+from .. import errors
+from ..config import ConfigurationError
+from .base import RecentUploads
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import httpx
 
 from .. import errors
-from . import ProviderContext
+from .base import ProviderContext
 from .transport import NOT_SENT, describe
 
 #: The most an API answer (not a result image) may weigh: a task envelope is a few hundred bytes.
@@ -34,16 +34,16 @@ class Reply:
 
 
 class HttpAdapter:
-    """Base of the built-in adapters: holds the shared client, the API base URL and the timeout."""
+    """Base of the built-in adapters: holds the shared client, the API base URL, the timeout and the limits."""
 
     api_path = "/api/v1"
 
     def __init__(self, context: ProviderContext) -> None:
         self._http = context.http
-        self._base = context.base_url.rstrip("/") + self.api_path
+        self._base = context.settings.base_url.rstrip("/") + self.api_path
         self._timeout = context.timeout
-        self.rate_limit = context.rate_limit
-        self.max_in_flight = context.max_in_flight
+        self.rate_limit = context.settings.rate_limit
+        self.max_in_flight = context.settings.max_in_flight
 
     @staticmethod
     def _auth(key: str) -> dict[str, str]:

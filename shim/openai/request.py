@@ -1,24 +1,21 @@
-"""OpenAI's images wire format, pure: request bodies in (validated), response and error bodies out."""
+"""OpenAI's images requests, pure: a JSON (or multipart form) body in, a validated `ImageSpec` out, or an
+InvalidRequest naming the field. What an upstream can take is its provider's to check."""
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import errors
-from .sizes import size_problem
-from .types import ImageJob, JobResult, Operation, Route
-from .untrusted import printable
+from .. import errors
+from ..sizes import size_problem
+from ..types import ImageSpec, Operation, OutputFormat, ResponseFormat, Route
 
 #: OpenAI's longest prompt (gpt-image-1's 32,000 characters); an upstream's own cap is its codec's to apply.
 MAX_PROMPT = 32000
 MAX_N = 10
 
 QUALITIES = ("auto", "low", "medium", "high", "standard", "hd", "xhigh", "max")
-#: OpenAI quality -> the upstream's tier. standard/hd are DALL-E 3's words; xhigh/max ask for the best.
-QUALITY_MAP = {"standard": "medium", "hd": "high", "xhigh": "high", "max": "high"}
 RESPONSE_FORMATS = ("url", "b64_json")
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
 BACKGROUNDS = ("auto", "opaque", "transparent")
@@ -117,17 +114,6 @@ class _Fields:
         return tuple(value)
 
 
-def prompt_too_long(length: int, limit: int, model: str | None = None) -> errors.InvalidRequest:
-    """OpenAI's error for a prompt over a limit (the wire's own, or a model's)."""
-    where = f" for model '{model}'" if model else ""
-    return _fail(
-        f"Invalid 'prompt': string too long. Expected a string with maximum length {limit}{where}, "
-        f"but got a string with length {length} instead.",
-        "prompt",
-        "string_above_max_length",
-    )
-
-
 def check_public_url(url: str, param: str) -> None:
     lowered = url.strip().lower()
     if not lowered.startswith(("http://", "https://")) or len(url) > 4096:
@@ -160,18 +146,6 @@ def default_response_format(model_id: str, override: str | None) -> str:
     return "b64_json" if is_gpt_image(model_id) else "url"
 
 
-def usage() -> dict[str, Any]:
-    """OpenAI's `usage` object for GPT image models. Neither upstream reports tokens, so every count is 0
-    (the upstream's own cost, where reported, is in `x-upstream-credits`)."""
-    return {
-        "input_tokens": 0,
-        "input_tokens_details": {"text_tokens": 0, "image_tokens": 0},
-        "output_tokens": 0,
-        "output_tokens_details": {"text_tokens": 0, "image_tokens": 0},
-        "total_tokens": 0,
-    }
-
-
 def parse_image_request(
     body: object,
     *,
@@ -180,8 +154,8 @@ def parse_image_request(
     default_model: str,
     response_format_override: str | None = None,
     form: bool = False,
-) -> ImageJob:
-    """Validate an OpenAI images request body and build the provider-neutral job.
+) -> ImageSpec:
+    """Validate an OpenAI images request body and build the provider-neutral spec.
 
     `resolve` maps a public model id to its Route (raising ModelNotFound). `form=True` for multipart
     bodies, where every value is a string. Raises InvalidRequest with `param` naming the field.
@@ -189,73 +163,82 @@ def parse_image_request(
     if not isinstance(body, Mapping):
         raise _fail("The request body must be a JSON object.", None, "invalid_json")
     fields = _Fields(body, form=form)
-
     model_id = fields.string("model") or default_model
     route = resolve(model_id)
     defaults = dict(route.defaults)
 
+    def chosen(name: str, choices: tuple[str, ...] | None = None) -> str | None:
+        """The client's value (validated), else the model's configured default."""
+        return fields.string(name, choices, lower=choices is not None) or _str(defaults.get(name))
+
+    for name, choices in (("safety_identifier", None), ("input_fidelity", ("high", "low"))):
+        fields.string(name, choices, lower=True)  # validated; no upstream has them
+    fields.integer("partial_images", 0, 3)
+    mask_url = fields.string("mask_url")
+    if mask_url is not None:
+        check_public_url(mask_url, "mask_url")
+    return ImageSpec(
+        operation=operation,
+        route=route,
+        prompt=_prompt(fields, operation),
+        n=fields.integer("n", 1, MAX_N) or 1,
+        size=_size(chosen("size")),
+        quality=chosen("quality", QUALITIES),
+        response_format=_response_format(fields, chosen, model_id, response_format_override),
+        output_format=_output_format(chosen("output_format")),
+        output_compression=fields.integer("output_compression", 0, 100),
+        background=chosen("background", BACKGROUNDS),
+        moderation=chosen("moderation", MODERATIONS),
+        style=fields.string("style", STYLES, lower=True),
+        user=fields.string("user"),
+        image_urls=fields.url_list("image_urls", 16),
+        mask_url=mask_url,
+        resolution=chosen("resolution", RESOLUTIONS),
+        stream=bool(fields.boolean("stream")),
+    )
+
+
+def _prompt(fields: _Fields, operation: Operation) -> str:
     prompt = fields.string("prompt")
     if prompt is None and operation == "variation":
         prompt = ""
     if prompt is None or (operation != "variation" and not prompt.strip()):
         raise _fail("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
     if len(prompt) > MAX_PROMPT:
-        raise prompt_too_long(len(prompt), MAX_PROMPT)
+        raise errors.PromptTooLong(len(prompt), MAX_PROMPT)
+    return prompt
 
-    n = fields.integer("n", 1, MAX_N) or 1
-    size = fields.string("size") or _str(defaults.get("size"))
-    if size is not None:
-        size = size.strip().lower() if "x" in size.lower() else size.strip()
-        problem = size_problem(size)
-        if problem:
-            raise _fail(problem, "size")
-    quality = fields.string("quality", QUALITIES, lower=True) or _str(defaults.get("quality"))
-    response_format = fields.string("response_format", RESPONSE_FORMATS) or _str(defaults.get("response_format"))
-    if response_format is None and _written_for_gpt_image(fields):
-        response_format = "b64_json"
-    output_format = fields.string("output_format", None, lower=True) or _str(defaults.get("output_format"))
-    if output_format == "jpg":
-        output_format = "jpeg"
-    if output_format is not None and output_format not in OUTPUT_FORMATS:
+
+def _size(size: str | None) -> str | None:
+    if size is None:
+        return None
+    size = size.strip().lower() if "x" in size.lower() else size.strip()
+    problem = size_problem(size)
+    if problem:
+        raise _fail(problem, "size")
+    return size
+
+
+def _output_format(output_format: str | None) -> OutputFormat:
+    output_format = (output_format or "png").lower()
+    output_format = "jpeg" if output_format == "jpg" else output_format
+    if output_format not in OUTPUT_FORMATS:
         raise _fail(
             f"Invalid value for 'output_format': {output_format!r}. Supported values are: 'png', 'jpeg', 'webp'.",
             "output_format",
         )
-    compression = fields.integer("output_compression", 0, 100)
-    background = fields.string("background", BACKGROUNDS, lower=True) or _str(defaults.get("background"))
-    moderation = fields.string("moderation", MODERATIONS, lower=True) or _str(defaults.get("moderation"))
-    style = fields.string("style", STYLES, lower=True)
-    user = fields.string("user")
-    fields.string("safety_identifier")
-    fields.integer("partial_images", 0, 3)
-    fields.string("input_fidelity", ("high", "low"), lower=True)
-    stream = bool(fields.boolean("stream"))
-    resolution = fields.string("resolution", RESOLUTIONS, lower=True) or _str(defaults.get("resolution"))
-    image_urls = fields.url_list("image_urls", 16)
-    mask_url = fields.string("mask_url")
-    if mask_url is not None:
-        check_public_url(mask_url, "mask_url")
+    return output_format  # type: ignore[return-value]
 
-    return ImageJob(
-        operation=operation,
-        route=route,
-        prompt=prompt,
-        n=n,
-        size=size,
-        quality=QUALITY_MAP.get(quality, quality) if quality else None,
-        response_format=response_format  # type: ignore[arg-type]
-        or default_response_format(model_id, response_format_override),
-        output_format=output_format or "png",  # type: ignore[arg-type]
-        output_compression=compression,
-        background=background,
-        moderation=moderation,
-        style=style,
-        user=user,
-        image_urls=image_urls,
-        mask_url=mask_url,
-        resolution=resolution,
-        stream=stream,
-    )
+
+def _response_format(
+    fields: _Fields, chosen: Callable[[str], str | None], model_id: str, override: str | None
+) -> ResponseFormat:
+    """The client's, else the model's configured one, else b64_json for a body written for GPT image models,
+    else SHIM_DEFAULT_RESPONSE_FORMAT, else OpenAI's per-id default."""
+    value = fields.string("response_format", RESPONSE_FORMATS) or chosen("response_format")
+    if value is None and _written_for_gpt_image(fields):
+        value = "b64_json"
+    return value or default_response_format(model_id, override)  # type: ignore[return-value]
 
 
 def _str(value: object) -> str | None:
@@ -270,43 +253,3 @@ def _written_for_gpt_image(fields: _Fields) -> bool:
         isinstance(value, str) and value.strip().lower() in values
         for value, values in ((fields._raw(name), values) for name, values in GPT_IMAGE_VALUES.items())
     )
-
-
-def render_images(job: ImageJob, result: JobResult) -> dict[str, Any]:
-    """The OpenAI images response for a finished job."""
-    data = []
-    for image in result.images:
-        if job.response_format == "b64_json":
-            data.append({"b64_json": image.b64_json})
-        else:
-            data.append({"url": image.url})
-    body: dict[str, Any] = {"created": result.created or int(time.time()), "data": data}
-    for key, value in (
-        ("size", result.size),
-        ("quality", result.quality),
-        ("output_format", result.output_format),
-        ("background", result.background),
-    ):
-        if value is not None:
-            body[key] = value
-    if is_gpt_image(job.route.public_id):  # clients of these ids read it (Dify: usage.total_tokens)
-        body["usage"] = usage()
-    return body
-
-
-def render_error(error: errors.ShimError, request_id: str) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """(status, body, headers) for any ShimError: the one place errors get their OpenAI shape."""
-    message = error.message
-    if error.upstream_request_id and error.upstream_request_id not in message:
-        message = f"{message} (upstream request_id: {error.upstream_request_id})"
-    body = {"error": {"message": message, "type": error.type, "param": error.param, "code": error.code}}
-    headers = {name: printable(value, 1000) for name, value in error.headers.items()}
-    headers["x-request-id"] = request_id
-    if error.upstream_request_id:
-        headers["x-upstream-request-id"] = printable(error.upstream_request_id, 200)
-    if error.should_retry is not None:
-        headers["x-should-retry"] = "true" if error.should_retry else "false"
-    if error.retry_after is not None:
-        headers["retry-after"] = str(max(1, math.ceil(error.retry_after)))
-        headers["retry-after-ms"] = str(max(1, int(error.retry_after * 1000)))
-    return error.status, body, headers

@@ -8,14 +8,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from . import errors
+from .. import errors
+from ..workers import SerialWorker
+from .job import Job
 from .journal import Journal, Kind, Record, RecoveredJob
-from .workers import SerialWorker
-
-if TYPE_CHECKING:  # jobs imports this module
-    from .jobs import Job
 
 log = logging.getLogger("shim")
 

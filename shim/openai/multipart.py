@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from . import errors
+from .. import errors
 
 MAX_PARTS = 64
 

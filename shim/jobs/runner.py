@@ -1,0 +1,114 @@
+"""Running one job: each of its planned submissions is submitted once through the key's pacer (recorded in the
+journal before the call), then polled to its end; resumed submissions (an earlier process paid for them) are
+only polled, and one whose submit was in flight at a restart is never sent again.
+
+A failure of one submission does not cancel the others: every paid image is kept, and the job fails only
+when none completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+
+from .. import errors
+from ..pacing import Pacer
+from ..providers.base import Provider
+from ..types import Outcome, Submission, Task
+from ..untrusted import public
+from .job import Job
+from .journal import Submitted
+from .recovery import JobJournal
+
+Emit = Callable[[str, dict[str, object]], None]
+
+
+@dataclass
+class SubmitGauge:
+    """How many submits are on the wire (a stop waits for them: their task ids are worth keeping)."""
+
+    count: int = 0
+
+
+@dataclass
+class Run:
+    """One job's execution (see the module docstring)."""
+
+    job: Job
+    provider: Provider
+    pacer: Pacer
+    key: str
+    journal: JobJournal
+    emit: Emit
+    gauge: SubmitGauge
+    slots: AbstractAsyncContextManager[object] | None = None
+    earlier: Mapping[int, Submitted] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+
+    async def outcome(self, submissions: list[Submission]) -> Outcome:
+        results = await asyncio.gather(*(self._one(i, s) for i, s in enumerate(submissions)), return_exceptions=True)
+        failures: list[errors.ShimError] = []
+        for result in results:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, errors.ShimError):
+                failures.append(result)
+            elif isinstance(result, BaseException):
+                failures.append(errors.UpstreamError(f"Unexpected failure: {type(result).__name__}"))
+        done = tuple(r for r in results if isinstance(r, tuple))
+        if not done:
+            raise failures[0]
+        return Outcome(done, tuple(failures))
+
+    async def _one(self, index: int, sub: Submission) -> tuple[Submission, Task]:
+        try:
+            known = self.earlier.get(index)
+            if known is not None and known.task is None:
+                raise errors.SubmitOutcomeUnknown(
+                    "The gateway restarted while submitting this task: it may exist upstream, so it was not "
+                    f"submitted again (job {self.job.id})."
+                )
+            async with self.slots or nullcontext():  # the upstream caps tasks in flight per key: never go over
+                return await self._submit_and_wait(index, sub, known)
+        except errors.ShimError as exc:
+            if isinstance(exc, errors.SubmitOutcomeUnknown):
+                self.job.uncertain = True  # a task may exist: the job stays collectable, never resubmitted
+            raise exc.redact(self.key) from None
+
+    async def _submit(self, index: int, sub: Submission) -> Task:
+        await self.journal.submitting(self.job, index)  # before the call: from here on, a task may exist
+        self.gauge.count += 1
+        try:
+            return await self.provider.submit(sub, self.key)
+        finally:
+            self.gauge.count -= 1
+
+    async def _submit_and_wait(self, index: int, sub: Submission, known: Submitted | None) -> tuple[Submission, Task]:
+        job, submitted_at = self.job, None
+        if known is not None and known.task is not None:
+            # An earlier process paid for this one: wait for it, with its task cap counted from its submit.
+            task = Task(known.task, "processing", media=sub.media)
+            submitted_at = self.clock() - max(0.0, self.wall() - known.at)
+        else:
+            task = await self.pacer.call(lambda: self._submit(index, sub), kind="submit")
+            await self.journal.submitted(job, index, task.id)
+        job.submits += 1
+        job.task_ids.append(task.id)
+        job.public_task_ids.append(public(task.id, self.key, 100))
+        self.emit(
+            "task_submitted" if known is None else "task_resumed", {"job": job.id, "task": job.public_task_ids[-1]}
+        )
+        task = await self.pacer.wait_for(
+            task,
+            lambda task_id: self.provider.poll(task_id, self.key),
+            latency_class=sub.latency_class,
+            submitted_at=submitted_at,
+        )
+        self.emit("task_finished", {"job": job.id, "task": public(task.id, self.key, 100), "status": task.status})
+        if task.status == "failed":
+            raise self.provider.failure(task)
+        return sub, task

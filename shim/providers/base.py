@@ -1,0 +1,140 @@
+"""The provider seam: what every upstream adapter offers the gateway, and what it is built with.
+
+A provider is a pure codec (check and plan a job's submissions, read tasks, map errors) plus two I/O calls,
+`submit` and `poll`. Each adapter declares its own door: its default settings (read as SHIM_<NAME>_*), its
+model catalog and its aliases (the public ids it answers for); nothing outside `providers/` names a provider.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from ..config import UpstreamSettings
+from ..errors import ShimError
+from ..types import LatencyPrior, Spec, Submission, Task
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """What one upstream model accepts."""
+
+    id: str
+    max_batch: int = 1
+    quality: bool = False
+    background: bool = False
+    moderation: bool = False
+    mask: bool = False
+    max_image_urls: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """A public id an adapter answers for (an OpenAI model name): the upstream model it means, the default
+    parameters it implies, and the model a masked edit of it goes to when its own takes no mask."""
+
+    upstream_model: str
+    defaults: tuple[tuple[str, str], ...] = ()
+    masked_model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    """What an adapter is built with."""
+
+    http: httpx.AsyncClient
+    settings: UpstreamSettings
+    timeout: float
+
+
+class Provider(Protocol):
+    name: str
+
+    # Read-only: the gateway never assigns them, so an adapter may hold any Mapping (a plain dict) here.
+    @property
+    def catalog(self) -> Mapping[str, ModelSpec]: ...
+
+    @property
+    def priors(self) -> Mapping[str, LatencyPrior]: ...
+
+    @property
+    def rate_limit(self) -> float: ...
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """How many tasks one key may have running upstream at once; None for no cap."""
+        ...
+
+    def check(self, spec: Spec) -> None:
+        """Pure and cheap: raise InvalidRequest for what the model cannot do (before anything is stored)."""
+        ...
+
+    def plan(self, spec: Spec) -> list[Submission]:
+        """Pure: the upstream submissions for a job (checked as `check` does)."""
+        ...
+
+    async def submit(self, submission: Submission, key: str) -> Task:
+        """Create one task. Raises UpstreamRateLimited when certainly nothing was created."""
+        ...
+
+    async def poll(self, task_id: str, key: str) -> Task:
+        """Read a task. Raises UpstreamTransient for failures that are safe to repeat."""
+        ...
+
+    def failure(self, task: Task) -> ShimError:
+        """The client-facing error for a task that ended failed."""
+        ...
+
+
+class ProviderFactory(Protocol):
+    """Builds a provider at start-up; what it declares is read before that (settings, routing, SHIM_CONFIG).
+
+    An adapter class is one: the class object carries the declarations and calling it builds the provider.
+    """
+
+    @property
+    def defaults(self) -> UpstreamSettings: ...
+
+    @property
+    def catalog(self) -> Mapping[str, ModelSpec]: ...
+
+    @property
+    def aliases(self) -> Mapping[str, Alias]: ...
+
+    @property
+    def alias_patterns(self) -> tuple[tuple[re.Pattern[str], Alias], ...]: ...
+
+    def __call__(self, context: ProviderContext, /) -> Provider: ...
+
+
+#: Result URLs longer than this are not URLs we hand to a client.
+MAX_URL_LENGTH = 4096
+#: An upstream task id longer than this cannot be ours to poll.
+MAX_TASK_ID = 1024
+
+
+def url_strings(value: object) -> tuple[str, ...]:
+    """The usable result URLs of a foreign payload's list (a lone string counts as one): http(s) URLs of
+    visible ASCII with a host, at most MAX_URL_LENGTH long. Anything else is dropped: a client must never be
+    handed a `javascript:` or `file:` URL, or a header-breaking one, as its image."""
+    items = [value] if isinstance(value, str) else list(value) if isinstance(value, list | tuple) else []
+    return tuple(u for u in items if isinstance(u, str) and _usable_url(u))
+
+
+def _usable_url(url: str) -> bool:
+    if not 0 < len(url) <= MAX_URL_LENGTH or not url.isascii() or not url.isprintable() or " " in url:
+        return False
+    scheme, sep, rest = url.partition("://")
+    return bool(sep) and scheme.lower() in ("http", "https") and bool(rest.split("/", 1)[0])
+
+
+def task_id_of(value: object) -> str | None:
+    """An upstream's task id as we keep it (a string of at most MAX_TASK_ID characters), or None."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    return text if 0 < len(text) <= MAX_TASK_ID else None

@@ -1,0 +1,1 @@
+"""The HTTP edge: routes, middleware, endpoints; reading requests, holding them, delivering and streaming."""

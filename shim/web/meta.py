@@ -1,0 +1,35 @@
+"""`GET /v1/models`, `GET /v1/models/{id}` and `GET /healthz`: what the gateway routes, and that it lives."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..state import state_of
+
+
+async def list_models(request: Request) -> Response:
+    data = [model_object(model_id, owner) for model_id, owner in state_of(request).router.ids()]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def retrieve_model(request: Request) -> Response:
+    model_id = request.path_params["model_id"]
+    route = state_of(request).router.resolve(model_id)
+    return JSONResponse(model_object(model_id, route.provider))
+
+
+def model_object(model_id: str, owner: str) -> dict[str, object]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owner}
+
+
+async def healthz(request: Request) -> Response:
+    state = state_of(request)
+    upstreams: dict[str, dict[str, int]] = {}
+    for name, pacers in state.pacers.items():
+        live = list(pacers.stats().values())  # per credential; only totals leave the process
+        totals = {"keys": len(live)}
+        for field in ("queued_calls", "watched_tasks", "requests", "rate_limited"):
+            totals[field] = sum(int(stats.get(field, 0)) for stats in live)
+        upstreams[name] = totals
+    return JSONResponse({"status": "ok", "jobs_running": state.jobs.live_jobs(), "upstreams": upstreams})
