@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=port)
     sandbox.add_argument("--time-scale", type=float, default=0.05, help="emulated latency factor")
-    emulator.add_argument("--dialect", choices=sorted(EMULATORS), default="reapi")
+    emulator.add_argument("--dialect", choices=list(EMULATORS), default=next(iter(EMULATORS)))
     emulator.add_argument("--time-scale", type=float, default=1.0)
     emulator.add_argument("--rate-limit", type=int, default=10)
     bench = sub.add_parser("bench", help="benchmark the pacing against the naive polling loop")

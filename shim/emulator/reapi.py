@@ -145,44 +145,6 @@ def create_reapi_app(
     )
     fetcher = InputFetcher(fetch_transport)
 
-    async def submit(request: Request, kind: MediaKind) -> Response:
-        raw = await request.body()
-        task = emulator.submit(request.headers.get("authorization"), raw, _own_base_url(request), kind)
-        if task.inputs_pending:
-            emulator.spawn(_fetch_inputs(emulator, fetcher, task))
-        if task.markers.submit_slow:
-            await sleep(task.markers.submit_slow)
-        reply = {"id": task.id, "model": task.model, "status": "processing", "created_at": task.created_at}
-        return JSONResponse(reply)
-
-    async def submit_image(request: Request) -> Response:
-        return await submit(request, "image")
-
-    async def submit_video(request: Request) -> Response:
-        return await submit(request, "video")
-
-    async def poll(request: Request) -> Response:
-        reply = emulator.poll(request.headers.get("authorization"), request.path_params["task_id"])
-        return JSONResponse(reply)
-
-    async def stats(request: Request) -> Response:
-        return JSONResponse(emulator.stats())
-
-    async def set_credits(request: Request) -> Response:
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            raise ReapiError(400, 20001, "invalid JSON body") from None
-        key, credits = (body.get("key"), body.get("credits")) if isinstance(body, dict) else (None, None)
-        if not isinstance(key, str) or not isinstance(credits, int) or isinstance(credits, bool):
-            raise ReapiError(400, 20003, 'body must be {"key": str, "credits": int}')
-        emulator.set_credits(key, credits)
-        return JSONResponse({"key_fingerprint": fingerprint(key), "credits": credits})
-
-    async def reset(request: Request) -> Response:
-        emulator.reset()
-        return JSONResponse({"reset": True})
-
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
@@ -193,20 +155,73 @@ def create_reapi_app(
 
     app = Starlette(
         routes=[
-            Route("/api/v1/images/generations", submit_image, methods=["POST"]),
-            Route("/api/v1/videos/generations", submit_video, methods=["POST"]),
-            Route("/api/v1/tasks/{task_id}", poll, methods=["GET"]),
+            Route("/api/v1/images/generations", _submit_image, methods=["POST"]),
+            Route("/api/v1/videos/generations", _submit_video, methods=["POST"]),
+            Route("/api/v1/tasks/{task_id}", _poll, methods=["GET"]),
             *media_routes(emulator),
-            Route("/_emulator/stats", stats, methods=["GET"]),
-            Route("/_emulator/credits", set_credits, methods=["POST"]),
-            Route("/_emulator/reset", reset, methods=["POST"]),
+            Route("/_emulator/stats", _stats, methods=["GET"]),
+            Route("/_emulator/credits", _set_credits, methods=["POST"]),
+            Route("/_emulator/reset", _reset, methods=["POST"]),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={ReapiError: render_error, HTTPException: render_http_error},
         lifespan=lifespan,
     )
     app.state.emulator = emulator
+    app.state.fetcher = fetcher
+    app.state.sleep = sleep
     return app
+
+
+def _emulator(request: Request) -> ReapiEmulator:
+    emulator: ReapiEmulator = request.app.state.emulator
+    return emulator
+
+
+async def _submit(request: Request, kind: MediaKind) -> Response:
+    emulator = _emulator(request)
+    raw = await request.body()
+    task = emulator.submit(request.headers.get("authorization"), raw, _own_base_url(request), kind)
+    if task.inputs_pending:
+        emulator.spawn(_fetch_inputs(emulator, request.app.state.fetcher, task))
+    if task.markers.submit_slow:
+        await request.app.state.sleep(task.markers.submit_slow)
+    reply = {"id": task.id, "model": task.model, "status": "processing", "created_at": task.created_at}
+    return JSONResponse(reply)
+
+
+async def _submit_image(request: Request) -> Response:
+    return await _submit(request, "image")
+
+
+async def _submit_video(request: Request) -> Response:
+    return await _submit(request, "video")
+
+
+async def _poll(request: Request) -> Response:
+    reply = _emulator(request).poll(request.headers.get("authorization"), request.path_params["task_id"])
+    return JSONResponse(reply)
+
+
+async def _stats(request: Request) -> Response:
+    return JSONResponse(_emulator(request).stats())
+
+
+async def _set_credits(request: Request) -> Response:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise ReapiError(400, 20001, "invalid JSON body") from None
+    key, credits = (body.get("key"), body.get("credits")) if isinstance(body, dict) else (None, None)
+    if not isinstance(key, str) or not isinstance(credits, int) or isinstance(credits, bool):
+        raise ReapiError(400, 20003, 'body must be {"key": str, "credits": int}')
+    _emulator(request).set_credits(key, credits)
+    return JSONResponse({"key_fingerprint": fingerprint(key), "credits": credits})
+
+
+async def _reset(request: Request) -> Response:
+    _emulator(request).reset()
+    return JSONResponse({"reset": True})
 
 
 def _own_base_url(request: Request) -> str:

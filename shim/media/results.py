@@ -20,8 +20,8 @@ import httpx
 from PIL import Image as PILImage
 
 from .. import errors
-from ..types import Image, ImageResult, ImageSpec, Outcome
 from ..providers.transport import describe
+from ..types import Image, ImageResult, ImageSpec, Outcome
 from ..workers import FairPool
 from .url_guard import UnsafeUrl
 
