@@ -3,6 +3,7 @@ Dockerfile, the image runs the CLI as a non-root user, and its healthcheck path 
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -57,3 +58,55 @@ def test_healthcheck_path_is_served(shim_server) -> None:
     assert url is not None and "CMD" in shlex.split(check.replace("'", " "))
     response = httpx.get(shim_server.url + url.group(1))
     assert response.status_code == 200 and response.json()["status"] == "ok"
+
+
+def test_replicas_compose_runs_two_shims_on_one_redis_behind_nginx() -> None:
+    """deploy/replicas: Redis, two shim replicas built from the Dockerfile with SHIM_REDIS_URL, and nginx in
+    front of both (a long read timeout, no buffering for streamed answers)."""
+    compose = yaml.safe_load((DEPLOY / "replicas" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    shims = [s for s in services.values() if "build" in s]
+    assert len(shims) == 2 and "redis" in services and "nginx" in services
+    for shim in shims:
+        assert (DEPLOY / "replicas" / shim["build"]["context"] / shim["build"]["dockerfile"]).resolve() == (
+            DEPLOY / "Dockerfile"
+        ).resolve()
+        assert shim["environment"]["SHIM_REDIS_URL"].startswith("redis://redis:")
+    nginx = (DEPLOY / "replicas" / "nginx.conf").read_text()
+    upstream = re.search(r"upstream shim \{(.*?)\}", nginx, re.S)
+    assert upstream is not None and len(re.findall(r"server shim-[ab]:8000", upstream.group(1))) == 2
+    assert "proxy_buffering off" in nginx and re.search(r"proxy_read_timeout (\d+)s", nginx)
+
+
+def test_kubernetes_manifests() -> None:
+    """deploy/kubernetes: a Deployment of 2 replicas reading SHIM_REDIS_URL from a Secret and its settings
+    from a ConfigMap, probes on /readyz and /healthz, a Service and a PodDisruptionBudget for the same pods."""
+    docs = {
+        doc["kind"]: doc
+        for path in sorted((DEPLOY / "kubernetes").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+    }
+    assert set(docs) >= {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap"}
+    deployment = docs["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert docs["Service"]["spec"]["selector"] == labels
+    assert docs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == labels
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SHIM_REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"]
+    assert container["envFrom"][0]["configMapRef"]["name"] == docs["ConfigMap"]["metadata"]["name"]
+    assert all(name.startswith("SHIM_") for name in docs["ConfigMap"]["data"])
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert _parser().parse_args(container["args"][1:]).command == "serve"
+
+
+def test_monitoring_examples_parse_and_use_shim_metrics() -> None:
+    """deploy/monitoring: a Prometheus scrape config of /metrics and a Grafana dashboard whose every query
+    reads a shim_* metric."""
+    prometheus = yaml.safe_load((DEPLOY / "monitoring" / "prometheus.yml").read_text())
+    assert all(job["metrics_path"] == "/metrics" for job in prometheus["scrape_configs"] if "metrics_path" in job)
+    dashboard = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert queries and all(re.search(r"\bshim_[a-z_]+", q) for q in queries)
