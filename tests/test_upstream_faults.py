@@ -80,19 +80,23 @@ def test_task_cap_is_504_naming_the_task(reapi_upstream, reve2img_upstream, sdk,
     assert task.id in caught.value.message
 
 
-def test_unreadable_upstream_answer_is_502(sdk) -> None:
-    """A poll answered with an HTML error page five times is a 502 in OpenAI's shape, not a crash."""
+def test_unreadable_upstream_answer_is_retried_until_the_cap(sdk) -> None:
+    """Polls answered with an HTML error page are retried, never a crash and never abandoned while the task
+    cap lasts: at the cap, a 504 in OpenAI's shape naming the task."""
+    polls = []
 
     def upstream(request: httpx.Request) -> httpx.Response:
         if request.method == "POST":
             return httpx.Response(200, json={"id": "task_h", "status": "processing"})
+        polls.append(request.url.path)
         return httpx.Response(502, text="<html>bad gateway</html>")
 
-    settings = Settings(reapi_base_url=UPSTREAM, latency_scale=0.0001)
+    settings = Settings(reapi_base_url=UPSTREAM, latency_scale=0.0001, max_task_seconds=2.0)
     with served(create_app(settings, transport=httpx.MockTransport(upstream))) as server:
-        with pytest.raises(openai.InternalServerError) as caught:
+        with pytest.raises(openai.APIStatusError) as caught:
             sdk(server, "rk_y", max_retries=0).images.generate(model="dall-e-2", prompt="x")
-    assert caught.value.status_code == 502 and caught.value.code == "upstream_error"
+    assert caught.value.status_code == 504 and caught.value.code == "upstream_timeout"
+    assert "task_h" in caught.value.message and len(polls) >= 3
 
 
 def test_echoed_key_is_redacted(sdk) -> None:
