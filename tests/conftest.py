@@ -92,10 +92,11 @@ def reve2img_upstream() -> Iterator[ServedApp]:
 
 
 def shim_settings(reapi: ServedApp, reve2img: ServedApp, **changes: Any) -> Settings:
+    """The shim's settings for tests: the emulators' addresses, and nothing about how fast they run (the
+    shim learns that, as it would against the real upstreams)."""
     return Settings(
         reapi_base_url=reapi.url,
         reve2img_base_url=reve2img.url,
-        latency_scale=TIME_SCALE,
         upstream_timeout=10.0,
     ).replace(**changes)
 
