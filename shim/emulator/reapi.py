@@ -6,6 +6,8 @@ Routes:
   GET  /media/tasks/{hex}/{i}.png   result images, real PNGs, no auth (a CDN)
   GET  /_emulator/stats             counters and credits by key fingerprint, tasks (never a raw key)
   POST /_emulator/credits           {"key": ..., "credits": n}
+  POST /_emulator/time_scale        {"time_scale": s}: tasks submitted from now on take the documented
+                                    latencies x s (a bench upstream that slows down mid-run)
   POST /_emulator/reset
 
 Keys: `rk_invalid*` -> 401 10003, `rk_revoked*` -> 403 10004, `rk_broke*` starts with 0 credits, any other
@@ -113,6 +115,17 @@ def create_reapi_app(
         emulator.set_credits(key, credits)
         return JSONResponse({"key_fingerprint": fingerprint(key), "credits": credits})
 
+    async def set_time_scale(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            raise ReapiError(400, 20001, "invalid JSON body") from None
+        scale = body.get("time_scale") if isinstance(body, dict) else None
+        if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 <= scale < float("inf"):
+            raise ReapiError(400, 20003, 'body must be {"time_scale": a number >= 0}')
+        emulator.time_scale = float(scale)
+        return JSONResponse({"time_scale": emulator.time_scale})
+
     async def reset(request: Request) -> Response:
         emulator.reset()
         return JSONResponse({"reset": True})
@@ -132,6 +145,7 @@ def create_reapi_app(
             Route("/media/tasks/{hex_id}/{index:int}.png", media, methods=["GET"]),
             Route("/_emulator/stats", stats, methods=["GET"]),
             Route("/_emulator/credits", set_credits, methods=["POST"]),
+            Route("/_emulator/time_scale", set_time_scale, methods=["POST"]),
             Route("/_emulator/reset", reset, methods=["POST"]),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
