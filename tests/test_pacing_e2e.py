@@ -57,12 +57,15 @@ async def test_keys_are_independent(shim_server, reapi_state, key) -> None:
 
 
 def test_healthz_reports_totals_without_keys(shim_server, key, sdk) -> None:
-    """/healthz shows per-upstream totals of the live budgets, and no credential or its hash."""
+    """/healthz shows per-upstream totals of the live budgets and what was learned of each latency class,
+    and no credential or its hash."""
     sdk(shim_server, key).images.generate(model="dall-e-2", prompt="[latency=0.1] h", response_format="url")
     health = httpx.get(shim_server.url + "/healthz")
     body = health.json()
     assert health.status_code == 200 and body["status"] == "ok"
     assert body["upstreams"]["reapi"]["requests"] >= 2
+    learned = body["upstreams"]["reapi"]["latency"]["reapi/gpt-image-2/low/1k"]
+    assert learned["observations"] >= 1 and 0 < learned["p50"] <= learned["p90"]
     assert key not in health.text
     assert credential_id(key) not in health.text
 
