@@ -201,6 +201,8 @@ class Pacer:
                 continue
             failures = 0
             watch.polls += 1
+            if watch.polls == 1:
+                self._planner.first_poll(watch, sent - watch.submitted_at, done=result.terminal)
             if result.terminal:
                 self._counts["completed" if result.status == "completed" else "failed"] += 1
                 if result.status == "completed":  # finished after `running_at`, by now at the latest

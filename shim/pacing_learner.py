@@ -35,6 +35,21 @@ TRUSTED = 3.0
 #: trusted class sends one scout per SCOUT_EVERY tasks at most.
 SCOUTS = {False: 4, True: 1}
 SCOUT_EVERY = 8
+#: Each task's first poll is a fair test of the estimate, whatever order tasks finish in: it finds the task
+#: done with the chance the estimate gives at that age. Against it stand two hypotheses, the upstream now
+#: SHIFT_FACTOR times faster (the estimate's chance at SHIFT_FACTOR x the age) and as much slower; a running
+#: sum (CUSUM) of each one's log likelihood ratio past SHIFT_ALARM means the upstream changed: the older
+#: mass keeps FORGET, both sums start again, and after a speed-up the class is no longer trusted (its next
+#: tasks scout, even on busy keys; stragglers already show a slow-down).
+SHIFT_FACTOR = 3.0
+SHIFT_ALARM = math.log(100.0)
+#: Once a class is trusted, one task in PROBE_EVERY that does not scout is a probe: its first poll comes at
+#: the estimate's PROBE_QUANTILE, where it should almost never find the task done. One that does is strong
+#: evidence of a speed-up (see SHIFT_ALARM); a probe costs about one poll.
+PROBE_EVERY = 10
+PROBE_QUANTILE = 0.02
+#: Successive scouts' phases step by the golden ratio: any number of them spread evenly over [0, 1).
+_GOLDEN = (math.sqrt(5) - 1) / 2
 #: A class's planned polls are re-planned when this quantile of its estimate moves by this fraction.
 REPLAN_QUANTILE = 0.25
 REPLAN_SHIFT = 0.15
@@ -51,7 +66,12 @@ class _Class:
     evidence: float = 0.0
     observations: int = 0
     scouts: int = 0
+    scouted: int = 0  # scouts enlisted so far
     since_scout: int = 0  # tasks started since the last scout
+    since_probe: int = 0  # tasks started since the last probe
+    informed: bool = False  # seeded from relatives, or has completions: more than the documented table
+    faster: float = 0.0  # the CUSUMs of first polls (see SHIFT_ALARM)
+    slower: float = 0.0
 
 
 class LatencyLearner:
@@ -100,18 +120,34 @@ class LatencyLearner:
         """Enough recent completions agreed with the estimate that scouting can mostly stop."""
         return self._class(latency_class).evidence >= TRUSTED
 
-    def enlist(self, latency_class: str, *, idle: bool) -> bool:
+    def enlist(self, latency_class: str, *, idle: bool) -> float | None:
         """Whether a task of this class starting now scouts (then `release` it when its watch ends): one of
         SCOUTS while the class is not trusted, whatever the budget; once trusted, one task in SCOUT_EVERY, on
-        a key whose budget is `idle`, so that a speed-up is still seen."""
+        a key whose budget is `idle`, so that a speed-up is still seen. A scout gets a phase in [0, 1): how
+        far along one step of the geometric schedule its polls are offset, so that scouts out at once poll
+        at different ages and, together, bracket completions finely."""
         record = self._class(latency_class)
         record.since_scout += 1
         trusted = record.evidence >= TRUSTED
         if record.scouts >= SCOUTS[trusted] or (trusted and (not idle or record.since_scout < SCOUT_EVERY)):
-            return False
+            return None
         record.scouts += 1
+        record.scouted += 1
         record.since_scout = 0
+        return (record.scouted * _GOLDEN) % 1.0
+
+    def probe(self, latency_class: str) -> bool:
+        """Whether a task of this trusted class that does not scout is a probe (see PROBE_EVERY)."""
+        record = self._class(latency_class)
+        record.since_probe += 1
+        if record.evidence < TRUSTED or record.since_probe < PROBE_EVERY:
+            return False
+        record.since_probe = 0
         return True
+
+    def informed(self, latency_class: str) -> bool:
+        """The estimate holds more than the documented table: completions, or what relatives showed."""
+        return self._class(latency_class).informed
 
     def release(self, latency_class: str) -> None:
         record = self._class(latency_class)
@@ -149,11 +185,30 @@ class LatencyLearner:
         else:
             record.evidence = record.evidence * self._decay + 1
         record.observations += 1
+        record.informed = True
         self.observations += 1
         early = record.model.quantile(REPLAN_QUANTILE)
         if abs(early - record.planned) > REPLAN_SHIFT * record.planned:
             record.planned = early
             self._notify(latency_class)
+
+    def first_poll(self, latency_class: str, age: float, *, done: bool) -> None:
+        """A task's first poll, `age` seconds after submit, found it `done` (or still running)."""
+        record = self._class(latency_class)
+        model = record.model
+
+        def chance(at: float) -> float:  # of what the poll found, were the estimate's cdf at `at` right
+            seen = model.cdf(at)
+            return min(max(seen if done else 1 - seen, 0.01), 0.99)
+
+        expected = chance(age)
+        record.faster = max(record.faster + math.log(chance(age * SHIFT_FACTOR) / expected), 0.0)
+        record.slower = max(record.slower + math.log(chance(age / SHIFT_FACTOR) / expected), 0.0)
+        if max(record.faster, record.slower) > SHIFT_ALARM:
+            record.counts = [count * FORGET for count in record.counts]
+            if record.faster > SHIFT_ALARM:
+                record.evidence = 0.0
+            record.faster = record.slower = 0.0
 
     def estimates(self) -> dict[str, dict[str, float | int | bool]]:
         """What has been learned, by class: completions seen, median and p90 (s), trusted. For /healthz."""
@@ -191,6 +246,8 @@ class LatencyLearner:
             counts = [self._prior_weight * share for share in _overlaps(self._edges, low, high)]
             model = _normalized(self._edges, counts)
             record = _Class(documented, counts, model, planned=model.quantile(REPLAN_QUANTILE))
+            if borrowed is not None:  # a relative's speed: trusted as far as scouting goes, until surprised
+                record.informed, record.evidence = True, TRUSTED
             self._classes[latency_class] = record
         return record
 

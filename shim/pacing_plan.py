@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .pacing_latency import LatencyModel, documented_cadence, next_poll
-from .pacing_learner import LatencyLearner
+from .pacing_learner import PROBE_QUANTILE, LatencyLearner
 
 if TYPE_CHECKING:
     import asyncio
@@ -31,9 +31,10 @@ _THRIFT_RATES = {False: 1.0, True: 10.0}
 _GAP_SHARE = 0.04
 #: A straggler is polled as if its completion were expected within this share of its age.
 _STRAGGLER_SHARE = 0.25
-#: A scout of a class not yet trusted is first polled this long after submit (seconds); a trusted class's
-#: scout at its estimate's _SCOUT_QUANTILE over _SCOUT_REACH (it is there to see a speed-up). Then each
-#: poll SCOUT_RATIO times later than the last, until the estimate's own plan comes sooner.
+#: A scout of a class known only from the documented table is first polled this long after submit
+#: (seconds); otherwise at its estimate's _SCOUT_QUANTILE over _SCOUT_REACH (to see a speed-up): either
+#: times SCOUT_RATIO to the power of the scout's phase. Then each poll SCOUT_RATIO times later than the
+#: last, until the estimate's own plan comes sooner.
 SCOUT_START = 0.1
 SCOUT_RATIO = 1.4
 _SCOUT_QUANTILE = 0.02
@@ -55,7 +56,8 @@ class Watch:
     polls: int = 0
     due: float = 0.0
     adaptive: bool = True  # due set by the latency model (re-planned when the price moves), not a retry
-    scout: bool = False  # polled early too, to bracket its completion (see LatencyLearner.enlist)
+    scout: float | None = None  # its phase, when polled early too to bracket its completion (see enlist)
+    probe: bool = False  # first polled early, to see a speed-up (see LatencyLearner.probe)
     seq: int = -1  # its live heap entry; older entries are stale
     grant: asyncio.Future[None] | None = None  # what a queued poll waits on (owned by the SlotQueue)
     live: bool = True
@@ -97,10 +99,11 @@ class PollPlanner:
     def enlist(self, watch: Watch) -> None:
         """Decide whether a task starting to be watched scouts; `release` it when the watch ends."""
         watch.scout = self.learner.enlist(watch.latency_class, idle=self.price() < _IDLE_PRICE)
+        watch.probe = watch.scout is None and self.learner.probe(watch.latency_class)
 
     def release(self, watch: Watch) -> None:
-        if watch.scout:
-            watch.scout = False
+        if watch.scout is not None:
+            watch.scout = None
             self.learner.release(watch.latency_class)
 
     def plan(self, watch: Watch) -> float:
@@ -114,8 +117,10 @@ class PollPlanner:
             min_gap=self.min_gap(watch.running_at),
             cadence=self.cadence(watch.running_at),
         )
-        if watch.scout:
-            at = min(at, self._scout_poll(watch, model))
+        if watch.scout is not None:
+            at = min(at, self._scout_poll(watch, watch.scout, model))
+        elif watch.probe and watch.polls == 0:
+            at = min(at, model.quantile(PROBE_QUANTILE))
         return min(watch.submitted_at + at, watch.deadline)
 
     def urgency(self, watch: Watch, now: float) -> float:
@@ -139,6 +144,10 @@ class PollPlanner:
         """Learn one completion: between the task's last "processing" poll and `done_by` (s after submit)."""
         self.learner.observe(watch.latency_class, watch.running_at, done_by)
 
+    def first_poll(self, watch: Watch, age: float, *, done: bool) -> None:
+        """The task's first answered poll, sent `age` seconds after submit, found it `done` or not."""
+        self.learner.first_poll(watch.latency_class, age, done=done)
+
     def min_gap(self, age: float) -> float:
         """The closest two polls of a task `age` seconds old may come."""
         return max(self._min_gap, _GAP_SHARE * age)
@@ -151,8 +160,9 @@ class PollPlanner:
     def model(self, latency_class: str) -> LatencyModel:
         return self.learner.model(latency_class)
 
-    def _scout_poll(self, watch: Watch, model: LatencyModel) -> float:
+    def _scout_poll(self, watch: Watch, phase: float, model: LatencyModel) -> float:
         start = SCOUT_START
-        if self.learner.trusted(watch.latency_class):
+        if self.learner.informed(watch.latency_class):
             start = max(start, model.quantile(_SCOUT_QUANTILE) / _SCOUT_REACH)
+        start *= math.pow(SCOUT_RATIO, phase)
         return start if watch.polls == 0 else max(start, watch.running_at * SCOUT_RATIO)
