@@ -125,14 +125,11 @@ class PollPlanner:
 
     def urgency(self, watch: Watch, now: float) -> float:
         """P(finished by now | running at its last poll), plus one per ten straggler poll gaps it is overdue
-        (so that a poll long overdue wins whatever its odds). A probe's first poll is worth what it tells,
-        not its odds: it counts as finished for sure, lest a busy key defer it until it tells nothing."""
+        (so that a poll long overdue wins whatever its odds)."""
         model = self.model(watch.latency_class)
         elapsed = now - watch.submitted_at
         seen = model.cdf(watch.running_at)
         done = (model.cdf(elapsed) - seen) / (1 - seen) if seen < 1 else 1.0
-        if watch.probe and watch.polls == 0:
-            done = 1.0
         return done + (now - watch.due) / (10 * self.cadence(elapsed))
 
     def overdue(self, watch: Watch, now: float) -> float:
