@@ -113,6 +113,7 @@ class LatencyLearner:
         self._explore = explore
         self._classes: dict[str, _Class] = {}
         self._listeners: list[weakref.WeakMethod[Callable[[str], None]]] = []
+        self._prune_at = 64
         self.observations = 0
 
     def model(self, latency_class: str) -> LatencyModel:
@@ -160,6 +161,9 @@ class LatencyLearner:
         """Call `listener(latency_class)` whenever a class's estimate moves enough for planned polls to be
         re-planned. `listener` is a bound method, held weakly (a forgotten Pacer just goes away)."""
         self._listeners.append(weakref.WeakMethod(listener))
+        if len(self._listeners) >= self._prune_at:  # Pacers come and go with keys: drop the dead ones
+            self._listeners = [ref for ref in self._listeners if ref() is not None]
+            self._prune_at = max(64, 2 * len(self._listeners))
 
     def observe(self, latency_class: str, after: float, before: float) -> None:
         """Record one completion known to have happened between `after` and `before` seconds after submit."""

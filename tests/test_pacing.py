@@ -747,6 +747,19 @@ def test_pacers_share_one_learner_per_provider() -> None:
     assert pacers.get("reapi", "a").learner is not pacers.get("reve2img", "a").learner
 
 
+def test_forgotten_pacers_stop_listening_to_the_learner() -> None:
+    """A thousand Pacers that came and went leave no listeners behind on the shared learner."""
+    import gc
+
+    learner = LatencyLearner(priors=PRIORS)
+    for _ in range(1000):
+        Pacer(learner=learner)
+    gc.collect()
+    keeper = Pacer(learner=learner)
+    assert len(learner._listeners) < 128  # pruned as they are added; only the live ones stay for good
+    assert any(ref() is not None and ref().__self__ is keeper for ref in learner._listeners)  # type: ignore[union-attr]
+
+
 def test_pacers_reject_bad_settings_at_start_up() -> None:
     """A nonsensical setting fails when the registry is built, not at the first request."""
     with pytest.raises(ValueError):
