@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -60,19 +60,32 @@ def open_sdk(shim_url: str, key: str) -> AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=shim_url + "/v1", api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT)
 
 
-def sdk_client(client: AsyncOpenAI, *, quality: Quality, tag: str) -> Request:
-    """One images.generate through the SDK, read raw for the x-upstream-task-ids header."""
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One kind of image an SDK client asks the shim for (its latency class), and an emulator prompt marker."""
+
+    model: str = "gpt-image-1"
+    quality: Quality | None = "low"
+    size: str = "1024x1024"
+    marker: str = ""  # e.g. "[latency=1.0]": the task takes exactly that long, whatever the time scale
+
+
+def sdk_client(client: AsyncOpenAI, *, asks: Sequence[Ask] = (Ask(),), tag: str) -> Request:
+    """One images.generate through the SDK (request i asks `asks[i % len(asks)]`), read raw for the
+    x-upstream-task-ids header."""
     import openai
 
     async def one(i: int) -> Answer:
         answer = Answer(time.monotonic())
+        ask = asks[i % len(asks)]
+        extra: dict[str, Any] = {} if ask.quality is None else {"quality": ask.quality}
         try:
             raw = await client.images.with_raw_response.generate(
-                model="gpt-image-1",
-                prompt=f"{tag} #{i}: a red panda eating bamboo",
-                size="1024x1024",
-                quality=quality,
+                model=ask.model,
+                prompt=f"{ask.marker}{tag} #{i}: a red panda eating bamboo",
+                size=ask.size,  # any WxH the shim accepts, not only the SDK's enum
                 response_format="url",
+                **extra,
             )
         except openai.APIStatusError as exc:
             answer.error = f"HTTP {exc.status_code}"

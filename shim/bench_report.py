@@ -3,6 +3,7 @@ and text out. No clock, no I/O."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -10,6 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .bench_clients import Answer
+from .providers.reapi_codec import latency_class
+
+#: The learner has a class's latency once its median is within this share of the true one.
+NEAR = 0.2
 
 
 @dataclass(slots=True)
@@ -191,3 +196,94 @@ def render(rows: Sequence[Sequence[str]], *, text_last: bool = False) -> str:
             cells[-1] = row[-1].ljust(widths[-1])
         lines.append("  " + "  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def latency_classes(tasks: Mapping[str, Any]) -> dict[str, str]:
+    """Emulator task id -> the shim's latency class of it ("reapi/<model>/<quality>/<tier>")."""
+    classes = {}
+    for task_id, task in tasks.items():
+        body = task.body if isinstance(task.body, dict) else {}
+        classes[task_id] = latency_class(str(body.get("model")), body.get("quality"), body.get("resolution"))
+    return classes
+
+
+def convergence(
+    samples: Sequence[tuple[float, Mapping[str, Mapping[str, Any]]]],
+    tasks: Mapping[str, Any],
+    *,
+    since: float = -math.inf,
+    until: float = math.inf,
+) -> dict[str, dict[str, Any]]:
+    """For each class of the tasks created in [since, until): their true median latency (emulator ready_at
+    - created), and how many of them had been seen finished when the learner's median (sampled from
+    /healthz) first came within NEAR of it, and when it came within for good (until `until`)."""
+    classes = latency_classes(tasks)
+    figures: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(classes.values())):
+        mine = [t for i, t in tasks.items() if classes[i] == name and since <= t.created < until]
+        if not mine:
+            continue
+        truth = quantile([t.ready_at - t.created for t in mine], 0.5)
+        seen = sorted(t.first_seen_terminal_at for t in mine if t.first_seen_terminal_at is not None)
+        points = []
+        for at, learned in samples:
+            if since <= at < until and name in learned:
+                near = abs(float(learned[name]["p50"]) - truth) <= NEAR * truth
+                points.append((bisect.bisect_right(seen, at), near, float(learned[name]["p50"])))
+        first = next((n for n, near, _ in points if near), None)
+        settled = next((n for i, (n, _, _) in enumerate(points) if all(near for _, near, _ in points[i:])), None)
+        figures[name] = {
+            "tasks": len(mine),
+            "true_median": truth,
+            "learned_median": points[-1][2] if points else math.nan,
+            "first_within": first,
+            "within_for_good": settled,
+        }
+    return figures
+
+
+#: A row of the scenario table: (scenario, its figures, [(target text, met?)]).
+ScenarioRow = tuple[str, Mapping[str, Any], Sequence[tuple[str, bool]]]
+
+
+def scenario_table(title: str, rows: Sequence[ScenarioRow]) -> str:
+    """One line per scenario: the shim's figures, what it learned, and the targets it missed; below, what
+    was learned per class (and per phase of a run whose upstream changed speed)."""
+    header = ["scenario", "ok", "req/task", "429s", "answer p50 / p90", "tasks/s (% rate/2)", "learned",
+              "median learned / true", "targets"]  # fmt: skip
+    table = [header]
+    details = []
+    for label, s, checks in rows:
+        learning: Mapping[str, Mapping[str, Any]] = s.get("learning", {})
+        worst = max(learning.items(), key=lambda item: _rank(item[1]), default=None)
+        missed = [text for text, met in checks if not met]
+        table.append([
+            label,
+            f"{s['ok']}/{s['tasks']}",
+            _num(s["requests_per_ok_task"]),
+            str(s["rate_limited"]),
+            f"{_num(s['answer_p50'])} / {_num(s['answer_p90'])}",
+            f"{_num(s['throughput'])} ({_num(100 * s['throughput'] / s['limit'], 0)}%)",
+            _learned(worst[1]) if worst else "-",
+            f"{_num(worst[1]['learned_median'])} / {_num(worst[1]['true_median'])} s" if worst else "-",
+            "all met" if not missed else "MISSED " + "; ".join(missed),
+        ])  # fmt: skip
+        if len(learning) > 1:
+            per_class = ", ".join(f"{name.removeprefix('reapi/')} {_learned(v)}" for name, v in learning.items())
+            details.append(f"  {label.split(':')[0]}: {per_class}")
+        if "lone_seconds" in s:
+            details.append(
+                f"  {label.split(':')[0]}: key B's 1 s task answered {_num(s['lone_seconds'])} s after it was asked "
+                f"({_num(s['lone_delay'])} s after it finished)"
+            )
+    return "\n".join([title, render(table, text_last=True), *details])
+
+
+def _rank(learned: Mapping[str, Any]) -> float:
+    first = learned["first_within"]
+    return math.inf if first is None else float(first)
+
+
+def _learned(learned: Mapping[str, Any]) -> str:
+    first, good = learned["first_within"], learned["within_for_good"]
+    return f"{'never' if first is None else first} / {'never' if good is None else good}"

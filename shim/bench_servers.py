@@ -118,9 +118,12 @@ def free_port() -> int:
 
 class ShimProcess:
     """`python -m shim serve` in a child process, configured only by the SHIM_* variables given here (any
-    inherited SHIM_* variable is dropped, so a bench run does not depend on the caller's environment)."""
+    inherited SHIM_* variable is dropped, so a bench run does not depend on the caller's environment). It is
+    never told how fast the emulator runs: SHIM_LATENCY_SCALE is refused."""
 
     def __init__(self, env: dict[str, str]) -> None:
+        if "SHIM_LATENCY_SCALE" in env:
+            raise ValueError("a bench shim learns the emulator's speed; SHIM_LATENCY_SCALE would tell it")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         base = {k: v for k, v in os.environ.items() if not k.startswith("SHIM_")}

@@ -5,7 +5,8 @@
              window (rate per window + margin, evenly spaced) paused by any upstream 429. One dispatcher
              task per key sleeps until a slot is free and something is ready, then grants it.
 Beside it: `pacing_window` (the window), `pacing_queue` (who goes next), `pacing_plan` (when to poll),
-`pacing_latency` (latency priors, the online learner, the poll rule).
+`pacing_latency` (latency priors, the distribution, the poll rule), `pacing_learner` (what the upstream is
+observed to do, pooled across keys).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .errors import (
     UpstreamTransient,
     UpstreamUnavailable,
 )
-from .pacing_latency import LatencyLearner
+from .pacing_learner import LatencyLearner
 from .pacing_plan import PollPlanner, Watch
 from .pacing_queue import Call, CallKind, SlotQueue
 from .pacing_window import SlidingWindow
@@ -53,24 +54,27 @@ class Pacer:
         learner: LatencyLearner | None = None,
         margin: float = 0.05,
         max_rate_limit_wait: float = 120.0,
-        min_poll_interval: float = 1.0,
+        min_poll_interval: float = 0.1,
         poll_retry_backoff: float = 0.25,
         price_factor: float = 0.05,
         submit_weight: float = 0.05,
     ) -> None:
-        """`margin` widens the window against arrival jitter. `min_poll_interval` (unscaled, like the priors)
-        is the closest two polls of one task may come. A poll's price is `price_factor` x (tasks + queued
-        calls) / budget per second; a queued call's wait counts `submit_weight` against a due poll."""
+        """`margin` widens the window against arrival jitter. `min_poll_interval` is the closest two polls of
+        one task ever come (they also stay a share of the task's age apart). A poll's price is `price_factor`
+        x (tasks + queued calls) / budget per second; a queued call's wait counts `submit_weight` against a
+        due poll. Without a `learner` (shared by a provider's Pacers, see Pacers), the Pacer learns alone,
+        from `priors` (the documented latencies) x `latency_scale` (a hint for classes not yet observed)."""
         if latency_scale <= 0 or max_task_seconds <= 0 or max_poll_backoff <= 0 or max_rate_limit_wait < 0:
             raise ValueError("need latency_scale > 0, max_task_seconds > 0, max_poll_backoff > 0")
         if min(min_poll_interval, poll_retry_backoff, price_factor, submit_weight) < 0:
             raise ValueError("poll intervals, price_factor and submit_weight must not be negative")
         self._budget = SlidingWindow.for_rate(rate, window, margin)
         self._widest = self._budget.span * 1.2  # how far unexpected 429s may widen the window
+        if learner is None:
+            learner = LatencyLearner(priors=priors, hint=latency_scale, longest=max(max_task_seconds, 60.0))
+        learner.subscribe(self._replan)
         self._planner = PollPlanner(
-            learner=learner if learner is not None else LatencyLearner(),
-            priors=priors or {},
-            latency_scale=latency_scale,
+            learner=learner,
             min_poll_interval=min_poll_interval,
             price_factor=price_factor,
             per_second=self._budget.capacity / self._budget.span,
@@ -135,9 +139,11 @@ class Pacer:
         watch = Watch(task.id, latency_class, start, start + self._max_task_seconds)
         self._watching += 1
         self._queue.add_deadline(watch)
+        self._planner.enlist(watch)
         try:
             return await self._follow(watch, poll)
         finally:
+            self._planner.release(watch)
             self._watching -= 1
             self._queue.forget(watch, self._watching)
 
@@ -197,15 +203,23 @@ class Pacer:
                 continue
             failures = strikes = 0
             watch.polls += 1
+            if watch.polls == 1:
+                self._planner.first_poll(watch, sent - watch.submitted_at, done=result.terminal)
             if result.terminal:
                 self._counts["completed" if result.status == "completed" else "failed"] += 1
                 if result.status == "completed":  # finished after `running_at`, by now at the latest
-                    if self._planner.observe(watch, self._clock() - watch.submitted_at):
-                        self._queue.replan(watch.latency_class)
+                    self._planner.observe(watch, self._clock() - watch.submitted_at)
                 return result
             watch.running_at = sent - watch.submitted_at
             watch.adaptive = True
             watch.due = self._planner.plan(watch)
+
+    def _replan(self, latency_class: str) -> None:
+        """The shared estimate of a class moved (learned on any key): re-plan this key's polls of it."""
+        if self._watching and not self._closed:
+            self._queue.replan(latency_class)
+            if self._runner is not None:
+                self._kick.set()
 
     def _timeout(self, watch: Watch) -> TaskTimeout:
         self._counts["timeouts"] += 1
@@ -310,9 +324,25 @@ class Pacers:
         if pacer is None:
             if len(self._pacers) >= self._sweep_at:
                 self._sweep()
-            learner = self._kwargs.get("learner") or self._learners.setdefault(provider, LatencyLearner())
-            pacer = self._pacers[(provider, credential_id)] = Pacer(**{**self._kwargs, "learner": learner})
+            pacer = Pacer(**{**self._kwargs, "learner": self._kwargs.get("learner") or self._learner(provider)})
+            self._pacers[(provider, credential_id)] = pacer
         return pacer
+
+    def latency(self) -> dict[str, dict[str, float | int | bool]]:
+        """What each provider's learner has learned, by latency class (see `LatencyLearner.estimates`)."""
+        learners = [self._kwargs["learner"]] if self._kwargs.get("learner") else self._learners.values()
+        return {name: figures for learner in learners for name, figures in learner.estimates().items()}
+
+    def _learner(self, provider: str) -> LatencyLearner:
+        learner = self._learners.get(provider)
+        if learner is None:
+            kw = self._kwargs
+            learner = self._learners[provider] = LatencyLearner(
+                priors=kw.get("priors"),
+                hint=kw.get("latency_scale", 1.0),
+                longest=max(kw.get("max_task_seconds", 3600.0), 60.0),
+            )
+        return learner
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Each live Pacer's stats, keyed "provider/credential hash"."""

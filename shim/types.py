@@ -45,7 +45,7 @@ class Task:
 
 @dataclass(frozen=True, slots=True)
 class LatencyPrior:
-    """The documented end-to-end latency range of a class of tasks, in seconds."""
+    """The documented end-to-end latency range of a class of tasks, in seconds: a hint, not a fact."""
 
     low: float
     high: float
@@ -56,6 +56,10 @@ class LatencyPrior:
 
     def scaled(self, factor: float) -> LatencyPrior:
         return LatencyPrior(self.low * factor, self.high * factor)
+
+    @property
+    def median(self) -> float:
+        return (self.low + self.high) / 2
 
 
 @dataclass(frozen=True, slots=True)

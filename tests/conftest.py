@@ -128,9 +128,9 @@ def upstreams(**base_urls: str) -> dict[str, UpstreamSettings]:
 
 
 def shim_settings(reapi: ServedApp, reve2img: ServedApp, **changes: Any) -> Settings:
-    settings = Settings(
-        upstreams=upstreams(reapi=reapi.url, reve2img=reve2img.url), latency_scale=TIME_SCALE, upstream_timeout=10.0
-    )
+    """The shim's settings for tests: the emulators' addresses, and nothing about how fast they run (the
+    shim learns that, as it would against the real upstreams)."""
+    settings = Settings(upstreams=upstreams(reapi=reapi.url, reve2img=reve2img.url), upstream_timeout=10.0)
     return dataclasses.replace(settings, **changes)
 
 

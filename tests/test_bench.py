@@ -8,34 +8,51 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from shim.bench_servers import ShimProcess
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
-    """The quick bench exits 0, prints the three tables with their columns, and every task succeeds."""
+    """The quick bench exits 0, prints the scenario table and the three detailed tables, every task of every
+    scenario succeeds, the shim is never told the emulator's speed, and the learner's figures are there."""
     out = tmp_path / "bench.json"
     command = [sys.executable, "-m", "shim", "bench", "--quick", "--json", str(out)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=150)
     assert done.returncode == 0, done.stdout + done.stderr
     text = done.stdout
     assert f"$ shim bench --quick --json {out}" in text
-    for heading in ("[1] 10 concurrent tasks", "[2] low load", "[3] 200 requests held open"):
+    assert "no SHIM_LATENCY_SCALE" in text
+    for heading in ("[1] scenarios", "[2] 10 concurrent tasks", "[3] low load", "[4] 200 requests held open"):
         assert heading in text
     for row in (
-        "tasks ok",
+        "fast: 10 at once",
+        "low load: 5 clients",
+        "drift: 10 clients",
+        "mixed: 10 at once, 4 classes",
+        "idle key: 10 at once on key A",
+        "key B's 1 s task answered",
         "upstream requests per ok task",
         "429s received",
-        "done -> noticed p50 / p90 (s)",
         "done -> client answer p50 / p90 (s)",
         "throughput (tasks/s, % of rate/2)",
-        "shim CPU (s)",
-        "shim peak RSS (MB)",
         "shim RSS per held request (kB)",
         "shim CPU while held (CPU s per s)",
     ):
         assert row in text
 
     report = json.loads(out.read_text())
+    assert set(report["scenarios"]) == {"fast", "low load", "drift", "mixed", "idle key"}  # slow: not in --quick
+    for name, figures in report["scenarios"].items():
+        assert figures["ok"] == figures["tasks"] > 0, name
+        assert figures["learning"], name  # the learner's median was sampled for every class asked
+        for learned in figures["learning"].values():
+            assert learned["true_median"] > 0 and learned["learned_median"] > 0
+    assert len(report["scenarios"]["mixed"]["learning"]) == 4
+    assert [scale for _, scale in report["scenarios"]["drift"]["switches"]] == [0.06, 0.02]
+    assert report["scenarios"]["idle key"]["lone_ok"] is True
     for scenario in ("concurrent", "low_load"):
         shim, naive, naive_scaled = report[scenario]
         assert [shim["label"], naive["label"]] == ["shim", "naive 1.5 s"]
@@ -47,3 +64,9 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     held = report["held"]
     assert held["ok"] == held["requests"] == 200
     assert held["held_peak_rss_mb"] >= held["baseline_rss_mb"] > 0
+
+
+def test_bench_shim_cannot_be_told_the_emulator_speed() -> None:
+    """A bench shim process refuses SHIM_LATENCY_SCALE: what the bench measures is what the shim learned."""
+    with pytest.raises(ValueError, match="SHIM_LATENCY_SCALE"):
+        ShimProcess({"SHIM_REAPI_BASE_URL": "http://127.0.0.1:9", "SHIM_LATENCY_SCALE": "0.1"})

@@ -631,6 +631,20 @@ async def test_stats_reset_and_credits_over_http(emu: Emu) -> None:
     assert emu.state.counters(KEY)["submits"] == 0
 
 
+async def test_time_scale_changes_over_http_for_later_tasks(emu: Emu) -> None:
+    """POST /_emulator/time_scale sets the factor for tasks submitted from then on; a bad body is a 400."""
+    assert (await emu.client.post("/_emulator/time_scale", json={"time_scale": 0.1})).json() == {"time_scale": 0.1}
+    fast = emu.state.tasks[(await emu.submit(_official())).json()["id"]]
+    assert (await emu.client.post("/_emulator/time_scale", json={"time_scale": 3})).status_code == 200
+    slow = emu.state.tasks[(await emu.submit(_official())).json()["id"]]
+    assert 4.0 <= fast.ready_at - fast.created <= 8.0  # high x 1k: 40-80 s documented, x 0.1
+    assert 120.0 <= slow.ready_at - slow.created <= 240.0  # x 3
+    for bad in ({"time_scale": -1}, {"time_scale": "fast"}, {"time_scale": True}, [1]):
+        response = await emu.client.post("/_emulator/time_scale", json=bad)
+        assert response.status_code == 400 and _error(response)["code"] == 20003
+    assert emu.state.time_scale == 3.0
+
+
 async def test_reference_images_are_fetched_and_recorded(emu: Emu) -> None:
     """image_urls and mask_url are downloaded; the record holds status, sha256 and pixel size."""
     body = _official(image_urls=["https://refs.test/photo.png"], mask_url="https://refs.test/mask.png")

@@ -8,8 +8,12 @@ window (at most `rate` arrivals in any 1-second window, else a 429) and records 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
+import math
 import random
 import selectors
+import statistics
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -31,7 +35,8 @@ from shim.types import Task
 
 T = TypeVar("T")
 
-#: The documented low x 1k range; the emulator's time scale 0.1 makes tasks take 2-4 s.
+#: The documented low x 1k range. The fake upstream's tasks mostly take 2-4 s: ten times faster than
+#: documented, and nobody tells the Pacer (no latency_scale): it has to learn.
 LOW_1K = LatencyPrior(20, 40)
 PRIORS = {"low": LOW_1K}
 
@@ -194,7 +199,7 @@ def test_limiter_never_exceeded_in_any_second() -> None:
 
     async def main() -> FakeUpstream:
         up = FakeUpstream(latency=lambda: 2.5)
-        p = pacer(latency_scale=0.1)
+        p = pacer()
         await asyncio.gather(*(submit_and_wait(p, up) for _ in range(80)))
         await p.aclose()
         return up
@@ -294,7 +299,7 @@ def test_rate_limited_poll_is_requeued_not_failed() -> None:
     """A 429 on a poll pauses the key and the poll is simply made again: the client sees no error."""
 
     async def main() -> Task:
-        p = pacer(latency_scale=0.1)
+        p = pacer()
         answers: list[Task | Exception] = [UpstreamRateLimited(1.0), Task("t", "completed")]
 
         async def poll(task_id: str) -> Task:
@@ -329,11 +334,13 @@ def test_terminal_task_returns_at_once() -> None:
     run(main())
 
 
-def test_first_poll_near_expected_completion() -> None:
-    """A lone task of the 20-40 s class (scale 0.1) is first polled inside its 2-4 s range, not at once."""
+def test_new_class_is_scouted_from_early_on() -> None:
+    """A lone task of a class never seen is polled from 0.1-0.14 s on, each poll 1.4x later than the last
+    (and never closer than one budget slot): a task ten times faster than the documented 20-40 s is seen
+    within 40% of its age, not at 20 s."""
 
     async def main() -> list[float]:
-        p = pacer(latency_scale=0.1)
+        p = pacer()
         polls: list[float] = []
 
         async def poll(task_id: str) -> Task:
@@ -345,8 +352,10 @@ def test_first_poll_near_expected_completion() -> None:
         return polls
 
     polls = run(main())
-    assert 2.0 <= polls[0] <= 3.0
-    assert polls[-1] - 3.0 <= 0.5  # a plentiful budget: polled often, seen soon after it finished
+    assert 0.1 <= polls[0] <= 0.14 + 0.01  # 0.1 s x 1.4 ** (the scout's phase, so that scouts spread out)
+    slot = 1.05 / 10
+    assert all(b == pytest.approx(max(1.4 * a, a + slot), abs=0.01) for a, b in zip(polls, polls[1:], strict=False))
+    assert 3.0 <= polls[-1] <= 1.4 * 3.0 and polls[-2] < 3.0
 
 
 def test_likeliest_finished_is_polled_first() -> None:
@@ -381,39 +390,15 @@ def test_likeliest_finished_is_polled_first() -> None:
     assert [name for name in order if name != "submit"] == ["narrow", "wide"]
 
 
-def test_learning_moves_first_poll_toward_observed_latency() -> None:
-    """Tasks that always finish in 1 s, against a 2-4 s prior, get their first poll moved toward 1 s."""
-
-    async def main() -> list[float]:
-        p = pacer(latency_scale=0.1)
-        firsts: list[float] = []
-        for _ in range(16):
-            start, polls = now(), []
-
-            async def poll(task_id: str, start: float = start, polls: list[float] = polls) -> Task:
-                polls.append(now() - start)
-                return Task(task_id, "completed" if now() - start >= 1.0 else "processing")
-
-            await p.wait_for(Task("t", "processing"), poll, latency_class="low")
-            firsts.append(polls[0])
-        await p.aclose()
-        return firsts
-
-    firsts = run(main())
-    assert firsts[0] >= 2.0
-    assert firsts[-1] == pytest.approx(1.0, abs=0.3)
-
-
 def test_learner_handles_censored_completions() -> None:
     """Completions known only between two polls (around 8 s) move a 2-4 s estimate to about 8 s."""
-    learner = LatencyLearner()
-    prior = LatencyPrior(2, 4)
-    assert learner.model("c", prior).quantile(0.5) == pytest.approx(3.0, abs=0.1)
+    learner = LatencyLearner(priors={"c": LatencyPrior(2, 4)})
+    assert learner.model("c").quantile(0.5) == pytest.approx(3.0, abs=0.1)
     rng = random.Random(1)
     for _ in range(40):
         done = rng.uniform(7.5, 8.5)
-        learner.observe("c", prior, done - rng.uniform(0, 0.4), done + rng.uniform(0, 0.4))
-    model = learner.model("c", prior)
+        learner.observe("c", done - rng.uniform(0, 0.4), done + rng.uniform(0, 0.4))
+    model = learner.model("c")
     assert model.quantile(0.5) == pytest.approx(8.0, abs=0.4)
     assert model.cdf(4.0) < 0.1
 
@@ -422,7 +407,7 @@ def test_transient_poll_failures_are_retried() -> None:
     """A poll that fails transiently a few times and then answers gives the answer, not an error."""
 
     async def main() -> tuple[Task, dict[str, Any]]:
-        p = pacer(latency_scale=0.1)
+        p = pacer()
         answers: list[Task | Exception] = [UpstreamTransient("reset")] * 3 + [Task("t", "completed")]
 
         async def poll(task_id: str) -> Task:
@@ -445,7 +430,7 @@ def test_transient_poll_failures_never_abandon_the_task() -> None:
     """Forty failed polls in a row (minutes of outage) only back off: the next good poll completes the task."""
 
     async def main() -> tuple[Task, list[float]]:
-        p = pacer(latency_scale=0.1, max_poll_backoff=8)
+        p = pacer(max_poll_backoff=8)
         times: list[float] = []
 
         async def poll(task_id: str) -> Task:
@@ -517,6 +502,178 @@ def test_task_cap_counts_from_submitted_at() -> None:
     run(main())
 
 
+# --- learning what the upstream does ---
+
+
+@dataclass
+class Phase:
+    """`tasks` tasks (by submit order) taking uniform(low, high) seconds."""
+
+    low: float
+    high: float
+    tasks: int
+
+
+def learn(phases: list[Phase], *, clients: int = 5, seed: int = 0) -> tuple[list[tuple[int, int, float]], float]:
+    """`clients` on one key, each submitting a task as soon as its last one answered, through the phases.
+    After each answer: (the phase now submitting, how many of its tasks have completed, the learner's
+    median for "low"); and the requests per task."""
+
+    async def main() -> tuple[list[tuple[int, int, float]], float]:
+        rng = random.Random(seed)
+        ends = list(itertools.accumulate(phase.tasks for phase in phases))
+        p = pacer()
+        up = FakeUpstream(seed=seed)
+        done = [0] * len(phases)
+        curve: list[tuple[int, int, float]] = []
+
+        async def client() -> None:
+            while len(up.tasks) < ends[-1]:
+                phase = bisect.bisect_right(ends, len(up.tasks))
+                up.latency = lambda phase=phase: rng.uniform(phases[phase].low, phases[phase].high)
+                await submit_and_wait(p, up)
+                done[phase] += 1
+                now_phase = min(bisect.bisect_right(ends, len(up.tasks)), len(phases) - 1)
+                curve.append((now_phase, done[now_phase], p.learner.model("low").quantile(0.5)))
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+        await p.aclose()
+        return curve, len(up.arrivals) / len(up.tasks)
+
+    return run(main())
+
+
+def completions_to_converge(curve: list[tuple[int, int, float]], phase: int, median: float) -> int:
+    """How many of a phase's own tasks had completed when the learner's median came within 20% of the
+    phase's true `median` to stay there for (at least) the next 10 completions."""
+    points = [(n, abs(estimate - median) <= 0.2 * median) for k, n, estimate in curve if k == phase]
+    for n, _ in points:
+        if all(near for m, near in points if n <= m <= n + 10):
+            return n
+    return len(points)
+
+
+#: The learner's median tracks the decayed sample median of what tasks took, which wanders with the draw:
+#: each claim below is checked over these seeds, on the median run and on the worst one.
+SEEDS = range(8)
+
+
+@pytest.mark.parametrize(
+    "factor",
+    [
+        pytest.param(0.1, id="tasks-10x-faster"),
+        pytest.param(3.0, id="tasks-3x-slower"),
+        pytest.param(10.0, id="tasks-10x-slower"),
+    ],
+)
+def test_learner_converges_whatever_the_prior(factor: float) -> None:
+    """Against the documented 20-40 s, tasks 10x faster, 3x or 10x slower are learned within a few
+    completions: the median comes within 20% of the true one and stays there (median run within 5
+    completions, the worst within 15)."""
+    runs = [completions_to_converge(learn([Phase(20 * factor, 40 * factor, 30)], seed=seed)[0], 0, 30 * factor)
+            for seed in SEEDS]  # fmt: skip
+    assert statistics.median(runs) <= 5 and max(runs) <= 15, runs
+
+
+def test_learner_follows_drift() -> None:
+    """The upstream slowing down 3x mid-run, then recovering, is followed within about 10 completions of
+    tasks submitted after each change (median run; the worst within 20)."""
+    runs = [learn([Phase(2, 4, 30), Phase(6, 12, 40), Phase(2, 4, 40)], seed=seed) for seed in SEEDS]
+    for phase, median in ((1, 9.0), (2, 3.0)):
+        settled = [completions_to_converge(curve, phase, median) for curve, _ in runs]
+        assert statistics.median(settled) <= 10 and max(settled) <= 20, (phase, settled)
+    assert max(requests for _, requests in runs) < 12  # five clients on 10 req/s: the idle budget buys prompt answers
+
+
+def test_learner_follows_drift_on_a_busy_key() -> None:
+    """60 clients on one key, so the budget is the bottleneck and first polls come late, when most tasks are
+    done whatever the estimate: probes (one task in ten first polled where the estimate expects almost
+    nothing done) still see the upstream recover, and both changes are followed within about 10 completions
+    of the new tasks (median run; the worst within 20)."""
+    runs = [learn([Phase(2, 4, 100), Phase(6, 12, 120), Phase(2, 4, 140)], clients=60, seed=seed) for seed in SEEDS]
+    for phase, median in ((1, 9.0), (2, 3.0)):
+        settled = [completions_to_converge(curve, phase, median) for curve, _ in runs]
+        assert statistics.median(settled) <= 10 and max(settled) <= 20, (phase, settled)
+    assert max(requests for _, requests in runs) <= 2.8  # the budget is spent on the likeliest finished
+
+
+def test_learning_is_pooled_across_keys() -> None:
+    """What key A's tasks teach is used by key B at once: B's task, started while A's scouts run (so B does
+    not scout), is re-planned when they finish and seen soon after it finishes, not at the documented 20 s;
+    each key's requests are counted in its own budget only."""
+
+    async def main() -> tuple[float, float, list[float], dict[str, Any]]:
+        pacers = Pacers(clock=now, sleep=asyncio.sleep, priors=PRIORS)
+        up_a, up_b = FakeUpstream(latency=lambda: 3.0), FakeUpstream(latency=lambda: 3.2)
+        a, b = pacers.get("reapi", "key-a"), pacers.get("reapi", "key-b")
+        scouts = [asyncio.ensure_future(submit_and_wait(a, up_a)) for _ in range(4)]
+        await asyncio.sleep(2.0)  # A's four scouts are out; none has finished yet
+        task = await b.call(up_b.submit)
+        polled: list[float] = []
+
+        async def poll(task_id: str) -> Task:
+            polled.append(now())
+            return await up_b.poll(task_id)
+
+        await b.wait_for(task, poll, latency_class="low")
+        await asyncio.gather(*scouts)
+        assert a.stats()["requests"] == len(up_a.arrivals) and b.stats()["requests"] == len(up_b.arrivals)
+        seen, done = up_b.tasks[task.id].seen_at, up_b.tasks[task.id].done_at
+        assert seen is not None
+        learned = pacers.latency()
+        await pacers.aclose()
+        return seen - done, min(t.seen_at or math.inf for t in up_a.tasks.values()), polled, learned
+
+    late, a_learned_at, polled, learned = run(main())
+    assert polled[0] > a_learned_at  # re-planned from what A's first completion taught, not scouted
+    assert late <= 0.5
+    assert learned["low"]["observations"] == 5 and learned["low"]["p50"] == pytest.approx(3.1, rel=0.2)
+
+
+def test_unseen_class_borrows_from_its_relatives() -> None:
+    """A class never seen is seeded from how much faster than documented its nearest relatives ran: the
+    same model at another tier, then the same model at another quality, then the provider."""
+    table = {("low", "1k"): (20, 40), ("low", "2k"): (30, 60), ("high", "1k"): (40, 80)}
+    priors = {f"reapi/{m}/{q}/{t}": LatencyPrior(*bounds) for m in ("m", "n") for (q, t), bounds in table.items()}
+    priors["reve2img/x"] = LatencyPrior(10, 20)
+    learner = LatencyLearner(priors=priors)
+    rng = random.Random(3)
+    for _ in range(12):  # reapi/m/low/1k runs ten times faster than documented
+        done = rng.uniform(2, 4)
+        learner.observe("reapi/m/low/1k", done - 0.2, done + 0.2)
+    assert learner.speed("reapi/m/low/2k") == pytest.approx(0.1, rel=0.2)
+    assert learner.model("reapi/m/low/2k").quantile(0.5) == pytest.approx(4.5, rel=0.2)  # same model, other tier
+    assert learner.model("reapi/m/high/1k").quantile(0.5) == pytest.approx(6.0, rel=0.2)  # other quality
+    assert learner.model("reapi/n/low/1k").quantile(0.5) == pytest.approx(3.0, rel=0.2)  # same provider
+    assert learner.model("reve2img/x").quantile(0.5) == pytest.approx(15, rel=0.05)  # no relative: documented
+
+
+def test_straggler_is_polled_a_share_of_its_age_apart() -> None:
+    """A task running far past what was learned (10 s, where tasks took 2-4 s) is polled at gaps that grow
+    with its age (a quarter of it at most, never past the documented 3-5 s), and seen soon after."""
+
+    async def main() -> list[float]:
+        p = pacer()
+        up = FakeUpstream(latency=lambda: 3.0)
+        for _ in range(12):
+            await submit_and_wait(p, up)
+        polls: list[float] = []
+        start = now()
+
+        async def poll(task_id: str) -> Task:
+            polls.append(now() - start)
+            return Task(task_id, "completed" if now() - start >= 10.0 else "processing")
+
+        await p.wait_for(Task("t", "processing"), poll, latency_class="low", submitted_at=start)
+        await p.aclose()
+        return polls
+
+    polls = run(main())
+    late = [(a, b - a) for a, b in zip(polls, polls[1:], strict=False) if a >= 4]
+    assert late and all(gap <= min(0.25 * age, 4.0) + 0.11 for age, gap in late)
+    assert polls[-1] - 10.0 <= 0.25 * 10
+
+
 # --- fairness and independence ---
 
 
@@ -546,7 +703,7 @@ def test_polls_are_not_starved_by_submits() -> None:
 
     async def main() -> tuple[float, int]:
         up = FakeUpstream(latency=lambda: 3.0)
-        p = pacer(latency_scale=0.1)
+        p = pacer(latency_scale=0.1)  # the hint is right: this is about the queue, not about learning
         task = await p.call(up.submit)
         backlog = [asyncio.ensure_future(p.call(up.submit)) for _ in range(200)]
         await p.wait_for(task, up.poll, latency_class="low")
@@ -590,6 +747,19 @@ def test_pacers_share_one_learner_per_provider() -> None:
     assert pacers.get("reapi", "a").learner is not pacers.get("reve2img", "a").learner
 
 
+def test_forgotten_pacers_stop_listening_to_the_learner() -> None:
+    """A thousand Pacers that came and went leave no listeners behind on the shared learner."""
+    import gc
+
+    learner = LatencyLearner(priors=PRIORS)
+    for _ in range(1000):
+        Pacer(learner=learner)
+    gc.collect()
+    keeper = Pacer(learner=learner)
+    assert len(learner._listeners) < 128  # pruned as they are added; only the live ones stay for good
+    assert any(ref() is not None and ref().__self__ is keeper for ref in learner._listeners)  # type: ignore[union-attr]
+
+
 def test_pacers_reject_bad_settings_at_start_up() -> None:
     """A nonsensical setting fails when the registry is built, not at the first request."""
     with pytest.raises(ValueError):
@@ -616,7 +786,7 @@ def test_cancelled_wait_leaves_nothing_behind() -> None:
     """A client that goes away stops its task's polling."""
 
     async def main() -> None:
-        p = pacer(latency_scale=0.1)
+        p = pacer()
         up = FakeUpstream(latency=lambda: 100.0)
         waiter = asyncio.ensure_future(submit_and_wait(p, up))
         await asyncio.sleep(5)
@@ -639,18 +809,23 @@ def test_held_tasks_cost_little_and_sleep_between_slots() -> None:
         naps += 1
         await asyncio.sleep(seconds)
 
-    async def main() -> tuple[int, int]:
+    async def main() -> tuple[int, list[int], int]:
         up = FakeUpstream(latency=lambda: 10_000.0)
-        p = Pacer(clock=now, sleep=counting_sleep, priors={"long": LatencyPrior(9_000, 11_000)})
+        p = Pacer(
+            clock=now, sleep=counting_sleep, priors={"long": LatencyPrior(9_000, 11_000)}, max_task_seconds=20_000
+        )
         followers = [asyncio.ensure_future(submit_and_wait(p, up, "long")) for _ in range(2000)]
         await asyncio.sleep(600)
         requests = p.stats()["requests"]
         await p.aclose()
         await asyncio.gather(*followers, return_exceptions=True)
-        return requests, naps
+        return requests, [t.polls for t in up.tasks.values() if t.polls], naps
 
-    requests, naps = run(main())
-    assert requests == 2000  # the submits; nobody is polled long before the expected time
+    requests, polled, naps = run(main())
+    # the submits, and the few scouts of the new class (polled from 0.1 s on, 1.4x apart); nobody else is
+    # polled long before the expected time
+    assert len(polled) == 4 and max(polled) <= 30
+    assert requests == 2000 + sum(polled)
     assert naps <= 2 * requests + 10
 
 
@@ -677,20 +852,24 @@ class Outcome:
 
 
 def simulate(tasks: int, seed: int) -> Outcome:
-    """`tasks` concurrent clients on one key, latencies uniform 2-4 s, through a window-enforcing upstream."""
+    """10 warm-up tasks, then `tasks` concurrent clients on one key, latencies uniform 2-4 s (ten times
+    faster than the documented prior, which is all the Pacer is told), through a window-enforcing upstream."""
 
     async def main() -> Outcome:
         rng = random.Random(seed)
         up = FakeUpstream(latency=lambda: rng.uniform(2.0, 4.0), seed=seed)
-        p = pacer(latency_scale=0.1)
+        p = pacer()
+        await asyncio.gather(*(submit_and_wait(p, up) for _ in range(10)))
+        await asyncio.sleep(2)  # the window forgets the warm-up
+        start, before, warm = now(), len(up.arrivals), len(up.tasks)
         await asyncio.gather(*(submit_and_wait(p, up) for _ in range(tasks)))
-        makespan = now()
+        makespan = now() - start
         await p.aclose()
-        delays = sorted((t.seen_at or 0) - t.done_at for t in up.tasks.values())
+        delays = sorted((t.seen_at or 0) - t.done_at for t in list(up.tasks.values())[warm:])
         return Outcome(
             refused=up.refused,
             busiest_second=up.busiest_second(),
-            requests_per_task=len(up.arrivals) / tasks,
+            requests_per_task=(len(up.arrivals) - before) / tasks,
             delay_p50=delays[len(delays) // 2],
             delay_p90=delays[int(len(delays) * 0.9)],
             delay_max=delays[-1],
@@ -700,17 +879,19 @@ def simulate(tasks: int, seed: int) -> Outcome:
     return run(main())
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_simulation_sixty_tasks_on_one_key(seed: int) -> None:
-    """60 tasks of 2-4 s on one 10 req/s key: no 429, <= 2.5 requests a task, >= 4 tasks/s, prompt answers."""
-    outcome = simulate(60, seed)
-    print(f"60 tasks, seed {seed}: {outcome}")
-    assert outcome.refused == 0 and outcome.busiest_second <= 10
-    assert outcome.requests_per_task <= 2.5
-    assert outcome.throughput >= 4.0
-    assert outcome.delay_p50 <= 0.9
-    assert outcome.delay_p90 <= 2.0
-    assert outcome.delay_max <= 3.0  # nobody starved
+def test_simulation_sixty_tasks_on_one_key() -> None:
+    """After 10 warm-up tasks, 60 tasks of 2-4 s (a tenth of the documented latency) on one 10 req/s key: in
+    every run no 429, <= 2.5 requests a task and nobody starved (<= 3 s); in the median run >= 4 tasks/s and
+    prompt answers (p50 <= 0.9 s, p90 <= 2 s)."""
+    outcomes = [simulate(60, seed) for seed in range(6)]
+    for outcome in outcomes:
+        print(f"60 tasks: {outcome}")
+        assert outcome.refused == 0 and outcome.busiest_second <= 10
+        assert outcome.requests_per_task <= 2.5
+        assert outcome.delay_max <= 3.0
+    assert statistics.median(o.throughput for o in outcomes) >= 4.0
+    assert statistics.median(o.delay_p50 for o in outcomes) <= 0.9
+    assert statistics.median(o.delay_p90 for o in outcomes) <= 2.0
 
 
 def test_simulation_five_tasks_polls_often() -> None:

@@ -1,4 +1,6 @@
-"""The per-key budget end to end: many concurrent SDK calls on one key never draw an upstream 429."""
+"""The per-key budget and the learned poll timing end to end: many concurrent SDK calls on one key never
+draw an upstream 429, and fast tasks complete through hold budgets and SDK retries though the shim is told
+nothing about how fast the emulator runs (only the documented table, 20-40 s for low x 1k)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ import time
 import httpx
 import openai
 
+from shim.app import create_app
 from shim.jobs.job import credential_id
+
+from .conftest import served, shim_settings
 
 
 async def test_forty_concurrent_calls_no_429(shim_server, reapi_state, key) -> None:
@@ -52,12 +57,15 @@ async def test_keys_are_independent(shim_server, reapi_state, key) -> None:
 
 
 def test_healthz_reports_totals_without_keys(shim_server, key, sdk) -> None:
-    """/healthz shows per-upstream totals of the live budgets, and no credential or its hash."""
+    """/healthz shows per-upstream totals of the live budgets and what was learned of each latency class,
+    and no credential or its hash."""
     sdk(shim_server, key).images.generate(model="dall-e-2", prompt="[latency=0.1] h", response_format="url")
     health = httpx.get(shim_server.url + "/healthz")
     body = health.json()
     assert health.status_code == 200 and body["status"] == "ok"
     assert body["upstreams"]["reapi"]["requests"] >= 2
+    learned = body["upstreams"]["reapi"]["latency"]["reapi/gpt-image-2/low/1k"]
+    assert learned["observations"] >= 1 and 0 < learned["p50"] <= learned["p90"]
     assert key not in health.text
     assert credential_id(key) not in health.text
 
@@ -75,3 +83,33 @@ def test_logs_name_jobs_and_tasks_never_keys(shim_server, key, sdk, caplog) -> N
     assert any(line.startswith("job_started") for line in mine)
     assert any(line.startswith("job_finished") and "outcome=ok" in line for line in mine)
     assert not any(key in r.getMessage() for r in caplog.records)
+
+
+def test_cold_shim_hold_hand_off_completes_within_default_retries(
+    sdk, reapi_upstream, reve2img_upstream, reapi_state, key
+) -> None:
+    """A fresh shim (it has seen no task of the class) with SHIM_HOLD_SECONDS=1: a 2.5 s task, ten times
+    faster than documented, completes within the SDK's default two retries, with exactly one submit."""
+    settings = shim_settings(reapi_upstream, reve2img_upstream, hold_seconds=1.0)
+    assert settings.latency_scale == 1.0  # not told the emulator's time scale
+    with served(create_app(settings)) as shim:
+        raw = sdk(shim, key).images.with_raw_response.generate(
+            model="gpt-image-1", prompt="[latency=2.5] held, cold", quality="low", response_format="url"
+        )
+    assert raw.parse().data[0].url
+    assert raw.headers["x-shim-attached"] == "true"  # an SDK retry collected the job the first attempt started
+    assert reapi_state.counters(key)["submits"] == 1
+
+
+def test_cold_shim_sdk_timeout_retries_complete_the_task(
+    sdk, reapi_upstream, reve2img_upstream, reapi_state, key
+) -> None:
+    """A fresh shim, an SDK with timeout=1.0 and max_retries=4, a 2.5 s task: the retries attach to the
+    job and the image arrives, with exactly one submit."""
+    with served(create_app(shim_settings(reapi_upstream, reve2img_upstream))) as shim:
+        client = sdk(shim, key, timeout=1.0, max_retries=4)
+        result = client.images.generate(
+            model="gpt-image-1", prompt="[latency=2.5] impatient, cold", quality="low", response_format="url"
+        )
+    assert result.data[0].url
+    assert reapi_state.counters(key)["submits"] == 1

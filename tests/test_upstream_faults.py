@@ -103,6 +103,25 @@ def test_poll_outage_of_html_pages_does_not_lose_the_task(sdk) -> None:
     assert len(polls) == 7
 
 
+def test_unreadable_upstream_answer_is_retried_until_the_cap(sdk) -> None:
+    """Polls answered with an HTML error page are retried, never a crash and never abandoned while the task
+    cap lasts: at the cap, a 504 in OpenAI's shape naming the task."""
+    polls = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, json={"id": "task_h", "status": "processing"})
+        polls.append(request.url.path)
+        return httpx.Response(502, text="<html>bad gateway</html>")
+
+    settings = Settings(upstreams=upstreams(reapi=UPSTREAM), latency_scale=0.0001, max_task_seconds=2.0)
+    with served(create_app(settings, transport=httpx.MockTransport(upstream))) as server:
+        with pytest.raises(openai.APIStatusError) as caught:
+            sdk(server, "rk_y", max_retries=0).images.generate(model="dall-e-2", prompt="x")
+    assert caught.value.status_code == 504 and caught.value.code == "upstream_timeout"
+    assert "task_h" in caught.value.message and len(polls) >= 3
+
+
 def test_echoed_key_is_redacted(sdk) -> None:
     """An upstream that echoes the API key in its error message never gets it to the client."""
     secret = "rk_live_SECRET123"

@@ -10,6 +10,8 @@ Routes:
   GET  /media/tasks/{hex}/last_frame.png   a video's last frame, for the models that return one
   GET  /_emulator/stats             counters and credits by key fingerprint, tasks (never a raw key)
   POST /_emulator/credits           {"key": ..., "credits": n}
+  POST /_emulator/time_scale        {"time_scale": s}: tasks submitted from now on take the documented
+                                    latencies x s (a bench upstream that slows down mid-run)
   POST /_emulator/reset
 
 Keys: `rk_invalid*` -> 401 10003, `rk_revoked*` -> 403 10004, `rk_broke*` starts with 0 credits, any other
@@ -161,6 +163,7 @@ def create_reapi_app(
             *media_routes(emulator),
             Route("/_emulator/stats", _stats, methods=["GET"]),
             Route("/_emulator/credits", _set_credits, methods=["POST"]),
+            Route("/_emulator/time_scale", _set_time_scale, methods=["POST"]),
             Route("/_emulator/reset", _reset, methods=["POST"]),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
@@ -217,6 +220,19 @@ async def _set_credits(request: Request) -> Response:
         raise ReapiError(400, 20003, 'body must be {"key": str, "credits": int}')
     _emulator(request).set_credits(key, credits)
     return JSONResponse({"key_fingerprint": fingerprint(key), "credits": credits})
+
+
+async def _set_time_scale(request: Request) -> Response:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise ReapiError(400, 20001, "invalid JSON body") from None
+    scale = body.get("time_scale") if isinstance(body, dict) else None
+    if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 <= scale < float("inf"):
+        raise ReapiError(400, 20003, 'body must be {"time_scale": a number >= 0}')
+    emulator = _emulator(request)
+    emulator.time_scale = float(scale)
+    return JSONResponse({"time_scale": emulator.time_scale})
 
 
 async def _reset(request: Request) -> Response:

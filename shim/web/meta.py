@@ -25,11 +25,12 @@ def model_object(model_id: str, owner: str) -> dict[str, object]:
 
 async def healthz(request: Request) -> Response:
     state = state_of(request)
-    upstreams: dict[str, dict[str, int]] = {}
+    upstreams: dict[str, dict[str, object]] = {}
     for name, pacers in state.pacers.items():
         live = list(pacers.stats().values())  # per credential; only totals leave the process
-        totals = {"keys": len(live)}
+        totals: dict[str, object] = {"keys": len(live)}
         for field in ("queued_calls", "watched_tasks", "requests", "rate_limited"):
             totals[field] = sum(int(stats.get(field, 0)) for stats in live)
+        totals["latency"] = pacers.latency()  # what was learned per latency class (pooled across keys)
         upstreams[name] = totals
     return JSONResponse({"status": "ok", "jobs_running": state.jobs.live_jobs(), "upstreams": upstreams})
