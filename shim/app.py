@@ -23,7 +23,7 @@ from .media import build_media_store
 from .media.base import MediaStore
 from .media.results import Downloader
 from .media.url_guard import AddressPolicy, GuardedTransport
-from .pacing import Pacers
+from .pacing.pacers import Pacers
 from .providers import builtin_providers
 from .providers.base import Provider, ProviderContext, ProviderFactory
 from .routing import Door, Router, load_config

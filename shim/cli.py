@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "emulator":
             app = _emulator(args)
         else:
-            from .bench import run_bench
+            from .bench.run import run_bench
 
             words = ["shim", *(sys.argv[1:] if argv is None else argv)]
             return run_bench(quick=args.quick, json_path=args.json, command=" ".join(words))

@@ -11,7 +11,7 @@ from .config import Settings
 from .jobs.registry import Jobs
 from .media.base import MediaStore
 from .media.results import Downloader
-from .pacing import Pacers
+from .pacing.pacers import Pacers
 from .routing import Router
 from .workers import FairPool
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shim.bench_servers import ShimProcess
+from shim.bench.servers import ShimProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 

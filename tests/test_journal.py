@@ -31,7 +31,7 @@ from shim.jobs.journal import (
     recover,
 )
 from shim.jobs.registry import Jobs
-from shim.pacing import Pacers
+from shim.pacing.pacers import Pacers
 from shim.providers.base import ModelSpec
 from shim.types import ImageSpec, Route, Submission, Task
 

@@ -28,10 +28,12 @@ from shim.errors import (
     UpstreamTransient,
     UpstreamUnavailable,
 )
-from shim.pacing import LatencyLearner, LatencyPrior, Pacer, Pacers
-from shim.pacing_latency import find_prior
-from shim.pacing_window import SlidingWindow
-from shim.types import Task
+from shim.pacing.latency import find_prior
+from shim.pacing.learner import LatencyLearner
+from shim.pacing.pacer import Pacer
+from shim.pacing.pacers import Pacers
+from shim.pacing.window import SlidingWindow
+from shim.types import LatencyPrior, Task
 
 T = TypeVar("T")
 
@@ -239,7 +241,7 @@ def test_rate_limit_pauses_the_whole_key_then_retries() -> None:
 
 def test_rate_limit_widens_the_window_within_a_bound() -> None:
     """Each unexpected 429 gives later windows more room against jitter, never more than a fifth."""
-    from shim.pacing_window import SlidingWindow
+    from shim.pacing.window import SlidingWindow
 
     window = SlidingWindow.for_rate(10, 1.0, 0.05)
     window.widen(0.05, 1.26)
@@ -605,7 +607,7 @@ def test_learning_is_pooled_across_keys() -> None:
     async def main() -> tuple[float, float, list[float], dict[str, Any]]:
         pacers = Pacers(clock=now, sleep=asyncio.sleep, priors=PRIORS)
         up_a, up_b = FakeUpstream(latency=lambda: 3.0), FakeUpstream(latency=lambda: 3.2)
-        a, b = pacers.get("reapi", "key-a"), pacers.get("reapi", "key-b")
+        a, b = pacers.get("key-a"), pacers.get("key-b")
         scouts = [asyncio.ensure_future(submit_and_wait(a, up_a)) for _ in range(4)]
         await asyncio.sleep(2.0)  # A's four scouts are out; none has finished yet
         task = await b.call(up_b.submit)
@@ -725,8 +727,8 @@ def test_keys_are_independent() -> None:
     async def main() -> float:
         pacers = Pacers(clock=now, sleep=asyncio.sleep)
         up_a, up_b = FakeUpstream(), FakeUpstream()
-        a, b = pacers.get("reapi", "key-a"), pacers.get("reapi", "key-b")
-        assert a is pacers.get("reapi", "key-a") and a is not b
+        a, b = pacers.get("key-a"), pacers.get("key-b")
+        assert a is pacers.get("key-a") and a is not b
         backlog = [asyncio.ensure_future(a.call(up_a.submit)) for _ in range(100)]
         await asyncio.sleep(0.5)
         asked = now()
@@ -742,9 +744,9 @@ def test_keys_are_independent() -> None:
 
 def test_pacers_share_one_learner_per_provider() -> None:
     """Keys of one provider learn together; another provider learns apart."""
-    pacers = Pacers()
-    assert pacers.get("reapi", "a").learner is pacers.get("reapi", "b").learner
-    assert pacers.get("reapi", "a").learner is not pacers.get("reve2img", "a").learner
+    reapi, reve2img = Pacers(), Pacers()
+    assert reapi.get("a").learner is reapi.get("b").learner is reapi.learner
+    assert reapi.get("a").learner is not reve2img.get("a").learner
 
 
 def test_forgotten_pacers_stop_listening_to_the_learner() -> None:
@@ -904,7 +906,7 @@ def test_simulation_five_tasks_polls_often() -> None:
 
 def test_documented_cadence_is_capped_for_any_age() -> None:
     """The documented back-off reaches its 30 s cap and stays there, even for ages that would overflow."""
-    from shim.pacing_latency import documented_cadence
+    from shim.pacing.latency import documented_cadence
 
     assert documented_cadence(10) == 4.0
     assert documented_cadence(180) == 10.0

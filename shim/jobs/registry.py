@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from cachetools import TLRUCache, TTLCache
 
 from .. import errors
-from ..pacing import Pacers
+from ..pacing.pacers import Pacers
 from ..providers.base import ModelSpec, Provider
 from ..types import Outcome, Route, Spec, Submission
 from .job import Job, credential_id, fingerprint, idempotency_digest
@@ -243,7 +243,7 @@ class Jobs:
         run = Run(
             job,
             provider,
-            self._pacers[provider.name].get(provider.name, job.credential),
+            self._pacers[provider.name].get(job.credential),
             key,
             self._journal,
             self._emit,

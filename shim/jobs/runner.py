@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from .. import errors
-from ..pacing import Pacer
+from ..pacing.pacer import Pacer
 from ..providers.base import Provider
 from ..types import Outcome, Submission, Task
 from ..untrusted import public

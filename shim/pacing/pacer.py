@@ -17,20 +17,18 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from .errors import (
+from ..errors import (
     ShuttingDown,
     TaskTimeout,
     UpstreamRateLimited,
     UpstreamTransient,
     UpstreamUnavailable,
 )
-from .pacing_learner import LatencyLearner
-from .pacing_plan import PollPlanner, Watch
-from .pacing_queue import Call, CallKind, SlotQueue
-from .pacing_window import SlidingWindow
-from .types import LatencyPrior, Task
-
-__all__ = ["LatencyLearner", "LatencyPrior", "Pacer", "Pacers"]
+from ..types import LatencyPrior, Task
+from .learner import LatencyLearner
+from .plan import PollPlanner, Watch
+from .queue import Call, CallKind, SlotQueue
+from .window import SlidingWindow
 
 T = TypeVar("T")
 #: How much an unexpected upstream 429 widens the key's window (seconds).
@@ -306,54 +304,3 @@ class Pacer:
             if taken is not None:
                 self._budget.record(now)
                 taken[1].set_result(None)
-
-
-class Pacers:
-    """The registry: one Pacer per (provider, credential hash), one LatencyLearner per provider."""
-
-    def __init__(self, **pacer_kwargs: Any) -> None:
-        Pacer(**pacer_kwargs)  # bad settings fail at start-up, not at the first request
-        self._kwargs = pacer_kwargs
-        self._pacers: dict[tuple[str, str], Pacer] = {}
-        self._learners: dict[str, LatencyLearner] = {}
-        self._sweep_at = 1024
-
-    def get(self, provider: str, credential_id: str) -> Pacer:
-        """The Pacer of this credential (created on first use). `credential_id` is already a hash."""
-        pacer = self._pacers.get((provider, credential_id))
-        if pacer is None:
-            if len(self._pacers) >= self._sweep_at:
-                self._sweep()
-            pacer = Pacer(**{**self._kwargs, "learner": self._kwargs.get("learner") or self._learner(provider)})
-            self._pacers[(provider, credential_id)] = pacer
-        return pacer
-
-    def latency(self) -> dict[str, dict[str, float | int | bool]]:
-        """What each provider's learner has learned, by latency class (see `LatencyLearner.estimates`)."""
-        learners = [self._kwargs["learner"]] if self._kwargs.get("learner") else self._learners.values()
-        return {name: figures for learner in learners for name, figures in learner.estimates().items()}
-
-    def _learner(self, provider: str) -> LatencyLearner:
-        learner = self._learners.get(provider)
-        if learner is None:
-            kw = self._kwargs
-            learner = self._learners[provider] = LatencyLearner(
-                priors=kw.get("priors"),
-                hint=kw.get("latency_scale", 1.0),
-                longest=max(kw.get("max_task_seconds", 3600.0), 60.0),
-            )
-        return learner
-
-    def stats(self) -> dict[str, dict[str, Any]]:
-        """Each live Pacer's stats, keyed "provider/credential hash"."""
-        return {f"{p}/{c}": pacer.stats() for (p, c), pacer in self._pacers.items()}
-
-    def _sweep(self) -> None:
-        """Forget idle Pacers (a fresh one behaves the same), so that many passing keys cost no memory."""
-        for key in [k for k, pacer in self._pacers.items() if pacer.idle()]:
-            del self._pacers[key]
-        self._sweep_at = max(1024, 2 * len(self._pacers))
-
-    async def aclose(self) -> None:
-        pacers, self._pacers = list(self._pacers.values()), {}
-        await asyncio.gather(*(p.aclose() for p in pacers))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from .pacing_plan import Watch
+from .plan import Watch
 
 CallKind = Literal["submit", "poll"]
 

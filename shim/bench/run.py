@@ -31,11 +31,11 @@ from typing import Any
 
 import httpx
 
-from .bench_clients import Ask, naive_client, run_clients
-from .bench_held import hold_requests
-from .bench_report import Target, collect, convergence, held_table, run_table, scenario_table, summarize
-from .bench_servers import EmulatorProcess, key_fingerprint
-from .bench_untold import ShimRun, bench_key, run_idle_key, run_untold
+from .clients import Ask, naive_client, run_clients
+from .held import hold_requests
+from .report import Target, collect, convergence, held_table, run_table, scenario_table, summarize
+from .servers import EmulatorProcess, key_fingerprint
+from .untold import ShimRun, bench_key, run_idle_key, run_untold
 
 #: The documented interval of the quickstart's loop (seconds, real time).
 DOCUMENTED_POLL_INTERVAL = 1.5
@@ -247,9 +247,8 @@ def _worst(learning: Mapping[str, Mapping[str, Any]], field: str) -> float:
     return max(values, default=math.inf)
 
 
-def _render(command: str, plan: Plan, results: dict[str, Any]) -> str:
-    limit = plan.rate / 2
-    scenarios: dict[str, dict[str, Any]] = results["scenarios"]
+def _scenario_rows(plan: Plan, scenarios: dict[str, dict[str, Any]]) -> list[Any]:
+    """The rows of table [1]: each scenario that ran, with the targets that apply to it."""
     faster = f"{1 / plan.fast_scale:g}x faster (x{plan.fast_scale:g})"
     labels = {
         "fast": f"fast: {plan.tasks} at once, {faster}",
@@ -273,6 +272,13 @@ def _render(command: str, plan: Plan, results: dict[str, Any]) -> str:
             figures = scenarios[name]
             checks = [(CHECKS[c][0], CHECKS[c][1](figures)) for c in applies[name]]
             rows.append((labels[name], figures, checks))
+    return rows
+
+
+def _render(command: str, plan: Plan, results: dict[str, Any]) -> str:
+    limit = plan.rate / 2
+    scenarios: dict[str, dict[str, Any]] = results["scenarios"]
+    rows = _scenario_rows(plan, scenarios)
     naive = (
         f"naive = reAPI quickstart loop straight to the emulator: submit, then poll every 1.5 s (documented) or "
         f"every 1.5 s x {plan.fast_scale:g}; a refused submit loses the task, a refused poll waits a tick."

@@ -8,9 +8,9 @@ import math
 import time
 from typing import Any
 
-from .bench_clients import Answer, held_client
-from .bench_report import collect, completed, count_errors, delays, quantile
-from .bench_servers import EmulatorProcess, ShimProcess
+from .clients import Answer, held_client
+from .report import collect, completed, count_errors, delays, quantile
+from .servers import EmulatorProcess, ShimProcess
 
 
 async def hold_requests(

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-_ROOT = Path(__file__).resolve().parents[1]  # the directory that holds the `shim` package
+_ROOT = Path(__file__).resolve().parents[2]  # the directory that holds the `shim` package
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .pacing_latency import LatencyModel, documented_cadence, next_poll
-from .pacing_learner import PROBE_QUANTILE, LatencyLearner
+from .latency import LatencyModel, documented_cadence, next_poll
+from .learner import PROBE_QUANTILE, LatencyLearner
 
 if TYPE_CHECKING:
     import asyncio

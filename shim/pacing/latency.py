@@ -13,7 +13,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Mapping
 
-from .types import LatencyPrior
+from ..types import LatencyPrior
 
 #: Used when neither the class nor any '/'-prefix of it has a prior: the whole documented range.
 FALLBACK_PRIOR = LatencyPrior(20.0, 180.0)

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from .bench_clients import Answer, Ask, Request, open_sdk, run_clients, sdk_client
-from .bench_servers import EmulatorProcess, ShimProcess
+from .clients import Answer, Ask, Request, open_sdk, run_clients, sdk_client
+from .servers import EmulatorProcess, ShimProcess
 
 #: How often the shim's /healthz is read for what its learner says (seconds).
 SAMPLE_EVERY = 0.1

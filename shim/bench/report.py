@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bench_clients import Answer
-from .providers.reapi_codec import latency_class
+from ..providers.reapi_codec import latency_class
+from .clients import Answer
 
 #: The learner has a class's latency once its median is within this share of the true one.
 NEAR = 0.2

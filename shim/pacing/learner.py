@@ -15,8 +15,8 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .pacing_latency import LatencyModel, find_prior, log_grid
-from .types import LatencyPrior
+from ..types import LatencyPrior
+from .latency import LatencyModel, find_prior, log_grid
 
 #: The grid's first edge and its resolution (seconds; bins per factor of ten).
 GRID_LOW = 0.05

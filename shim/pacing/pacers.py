@@ -1,0 +1,52 @@
+"""The Pacers of one upstream: one Pacer per credential hash (created on first use, forgotten when idle), and
+the one LatencyLearner they share (latency belongs to the upstream's models, not to a key)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .learner import LatencyLearner
+from .pacer import Pacer
+
+
+class Pacers:
+    """See the module docstring. `pacer_kwargs` are every Pacer's; a `learner` among them is shared as is."""
+
+    def __init__(self, **pacer_kwargs: Any) -> None:
+        Pacer(**pacer_kwargs)  # bad settings fail at start-up, not at the first request
+        self.learner: LatencyLearner = pacer_kwargs.pop("learner", None) or LatencyLearner(
+            priors=pacer_kwargs.get("priors"),
+            hint=pacer_kwargs.get("latency_scale", 1.0),
+            longest=max(pacer_kwargs.get("max_task_seconds", 3600.0), 60.0),
+        )
+        self._kwargs = pacer_kwargs
+        self._pacers: dict[str, Pacer] = {}
+        self._sweep_at = 1024
+
+    def get(self, credential_id: str) -> Pacer:
+        """The Pacer of this credential (created on first use). `credential_id` is already a hash."""
+        pacer = self._pacers.get(credential_id)
+        if pacer is None:
+            if len(self._pacers) >= self._sweep_at:
+                self._sweep()
+            pacer = self._pacers[credential_id] = Pacer(**self._kwargs, learner=self.learner)
+        return pacer
+
+    def latency(self) -> dict[str, dict[str, float | int | bool]]:
+        """What the learner has learned, by latency class (see `LatencyLearner.estimates`)."""
+        return self.learner.estimates()
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Each live Pacer's stats, by credential hash."""
+        return {credential: pacer.stats() for credential, pacer in self._pacers.items()}
+
+    def _sweep(self) -> None:
+        """Forget idle Pacers (a fresh one behaves the same), so that many passing keys cost no memory."""
+        for key in [k for k, pacer in self._pacers.items() if pacer.idle()]:
+            del self._pacers[key]
+        self._sweep_at = max(1024, 2 * len(self._pacers))
+
+    async def aclose(self) -> None:
+        pacers, self._pacers = list(self._pacers.values()), {}
+        await asyncio.gather(*(p.aclose() for p in pacers))
