@@ -21,7 +21,7 @@ from PIL import Image
 from shim.openai.multipart import Part, parse_multipart
 from shim.web.edits import VARIATION_PROMPT
 
-from .conftest import SelfAddressedShim, ServedApp
+from ..conftest import SelfAddressedShim, ServedApp
 
 UPLOAD_CAP = 200_000
 

@@ -13,7 +13,7 @@ from PIL import Image
 from shim.app import create_app
 from shim.config import Settings
 
-from .conftest import served, upstreams
+from ..conftest import served, upstreams
 
 UPSTREAM = "http://upstream.test"
 

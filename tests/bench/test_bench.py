@@ -12,7 +12,7 @@ import pytest
 
 from shim.bench.servers import ShimProcess
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 from shim.app import create_app
 from shim.config import Settings
 
-from .conftest import ServedApp, served, shim_settings, upstreams
+from ..conftest import ServedApp, served, shim_settings, upstreams
 
 UPSTREAM = "http://upstream.test"
 

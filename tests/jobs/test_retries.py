@@ -15,7 +15,7 @@ from PIL import Image
 
 from shim.app import create_app
 
-from .conftest import ServedApp, served, shim_settings
+from ..conftest import ServedApp, served, shim_settings
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from shim.pacing.pacers import Pacers
 from shim.providers.base import ModelSpec
 from shim.types import ImageSpec, Route, Submission, Task
 
-from .conftest import ServedApp, served, shim_settings
+from ..conftest import ServedApp, served, shim_settings
 
 HOUR = 3600.0
 

@@ -19,8 +19,8 @@ from PIL import Image
 from shim.app import create_app
 from shim.config import Settings
 
-from .conftest import SelfAddressedShim, ServedApp, served, upstreams
-from .hostile_upstream import blank_png, png_claiming
+from ..conftest import SelfAddressedShim, ServedApp, served, upstreams
+from ..hostile_upstream import blank_png, png_claiming
 
 
 @pytest.fixture(scope="module")

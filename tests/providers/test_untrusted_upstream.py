@@ -19,8 +19,8 @@ from starlette.responses import JSONResponse, Response
 from shim.app import create_app
 from shim.config import Settings
 
-from .conftest import ServedApp, served, upstreams
-from .hostile_upstream import Bystander, HostileUpstream, completed, png, png_claiming
+from ..conftest import ServedApp, served, upstreams
+from ..hostile_upstream import Bystander, HostileUpstream, completed, png, png_claiming
 
 KEY = "rk_live_untrusted_0123456789"
 

@@ -12,8 +12,9 @@ from PIL import Image
 
 from shim.emulator.images import pick_colour
 from shim.emulator.videos import FPS
-from tests.test_emulator_reapi import KEY, OTHER, Emu, running
-from tests.test_emulator_video_mp4 import assert_solid, decode
+
+from .test_reapi import KEY, OTHER, Emu, running
+from .test_video_mp4 import assert_solid, decode
 
 VIDEO_PATH = "/api/v1/videos/generations"
 RATIOS = "16:9, 9:16, 1:1, 4:3, 3:4, 21:9"

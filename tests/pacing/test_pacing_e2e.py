@@ -14,7 +14,7 @@ import openai
 from shim.app import create_app
 from shim.jobs.job import credential_id
 
-from .conftest import served, shim_settings
+from ..conftest import served, shim_settings
 
 
 async def test_forty_concurrent_calls_no_429(shim_server, reapi_state, key) -> None:
