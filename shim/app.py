@@ -15,6 +15,7 @@ import httpx
 from starlette.applications import Starlette
 
 from .config import ConfigurationError, Settings
+from .events import Events
 from .jobs.job import Job
 from .jobs.journal import Journal
 from .jobs.registry import Jobs
@@ -95,10 +96,11 @@ async def _runtime(
             for name, factory in factories.items()
         }
         pacers = {name: _pacers(settings, provider, clock, sleep) for name, provider in built.items()}
+        events = Events(log_event)
         media = build_media_store(settings, http=http)
         journal = open_journal(settings, wall)  # last thing that may fail: the finally below closes it
         jobs = Jobs(
-            on_event=log_event,
+            events=events,
             on_finish=releaser(media),
             providers=built,
             pacers=pacers,
@@ -116,7 +118,7 @@ async def _runtime(
             timeout=settings.download_timeout,
         )
         try:
-            yield ShimState(settings, router, pacers, jobs, workers, downloader, media)
+            yield ShimState(settings, router, pacers, jobs, workers, downloader, media, events)
         finally:
             await jobs.settle_submits(timeout=min(settings.upstream_timeout, 10.0))
             await jobs.aclose()

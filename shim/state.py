@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from .config import Settings
+from .events import Events
 from .jobs.registry import Jobs
 from .media.base import MediaStore
 from .media.results import Downloader
@@ -25,6 +26,9 @@ class ShimState:
     workers: FairPool
     downloader: Downloader
     media: MediaStore
+    events: Events
+    #: name -> a check that says whether that part can take traffic (None: yes; else why not): /readyz.
+    readiness: dict[str, Callable[[], Awaitable[str | None]]] = field(default_factory=dict)
 
 
 def state_of(request: Request) -> ShimState:

@@ -110,3 +110,10 @@ def test_monitoring_examples_parse_and_use_shim_metrics() -> None:
     dashboard = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
     queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     assert queries and all(re.search(r"\bshim_[a-z_]+", q) for q in queries)
+
+
+def test_readiness_probe_path_is_served(shim_server) -> None:
+    """The Kubernetes readiness probe's path answers 200 "ready" once the shim can take traffic."""
+    response = httpx.get(shim_server.url + "/readyz")
+    assert response.status_code == 200 and response.json()["status"] == "ready"
+    assert response.json()["checks"]["providers"] == "ok"

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from cachetools import TLRUCache, TTLCache
 
 from .. import errors
+from ..events import Events
 from ..pacing.pacers import Pacers
 from ..providers.base import ModelSpec, Provider
 from ..types import Outcome, Route, Spec, Submission
@@ -66,7 +67,7 @@ class Jobs:
         journal: Journal | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
-        on_event: Callable[[str, dict[str, object]], None] | None = None,
+        events: Events | None = None,
         on_finish: Callable[[Job], None] | None = None,
         rejected_seconds: float = 60.0,
     ) -> None:
@@ -77,7 +78,7 @@ class Jobs:
         self._clock = clock
         self._wall = wall
         self._handoff = handoff_seconds
-        self._emit = on_event or (lambda name, data: None)
+        self._events = events or Events()
         self._on_finish = on_finish
         # (provider, credential hash) -> when the upstream's rejection of that key stops being remembered
         self._rejected: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=100_000, ttl=rejected_seconds, timer=clock)
@@ -88,9 +89,12 @@ class Jobs:
             return now + (running_ttl if live else result_ttl)
 
         self._by_fingerprint: TLRUCache[tuple[str, str], list[Job]] = TLRUCache(maxsize=100_000, ttu=ttu, timer=clock)
-        self._by_idempotency: TLRUCache[tuple[str, str], Job] = TLRUCache(
-            maxsize=100_000, ttu=lambda _k, j, now: now + (running_ttl if not j.done else result_ttl), timer=clock
-        )
+
+        def job_ttu(_key: object, job: Job, now: float) -> float:
+            return now + (running_ttl if not job.done else result_ttl)
+
+        self._by_idempotency: TLRUCache[tuple[str, str], Job] = TLRUCache(maxsize=100_000, ttu=job_ttu, timer=clock)
+        self._by_id: TLRUCache[str, Job] = TLRUCache(maxsize=100_000, ttu=job_ttu, timer=clock)
         self._live: set[asyncio.Task[Outcome]] = set()
         self._in_flight: dict[tuple[str, str], _Slots] = {}
         self._gauge = SubmitGauge()
@@ -124,9 +128,8 @@ class Jobs:
                         param=None,
                         code="idempotency_key_reused",
                     )
-                if isinstance(found, Job):
-                    return found, True
-                return self._start(spec, key, cred, fp, now, idem, resume=found), True
+                job = found if isinstance(found, Job) else self._start(spec, key, cred, fp, now, idem, resume=found)
+                return self._attached(job, "idempotency_key"), True
         eligible = [
             j
             for j in self._by_fingerprint.get((cred, fp), ())
@@ -134,11 +137,31 @@ class Jobs:
         ]
         if eligible:
             # Prefer a job nobody is waiting for (its client gave up), then the newest.
-            return min(eligible, key=lambda j: (j.waiters, -j.created)), True
+            job = min(eligible, key=lambda j: (j.waiters, -j.created))
+            return self._attached(job, "sdk_retry" if retry_count >= 1 else "handoff"), True
         recovered = self._journal.matching(cred, fp, retry_count=retry_count)
         if recovered is not None:
-            return self._start(spec, key, cred, fp, now, idem, resume=recovered), True
+            return self._attached(self._start(spec, key, cred, fp, now, idem, resume=recovered), "resumed"), True
         return self._start(spec, key, cred, fp, now, idem), False
+
+    def _attached(self, job: Job, reason: str) -> Job:
+        self._events.emit("job_attached", job=job.id, reason=reason)
+        return job
+
+    def get(self, job_id: str, credential: str) -> Job | None:
+        """The job `job_id` if `credential` (a hash) started it and it is still kept; else None (another key's
+        job is as absent as an unknown one)."""
+        job = self._by_id.get(job_id)
+        return job if job is not None and job.credential == credential else None
+
+    def jobs_of(self, credential: str) -> list[Job]:
+        """Every kept job of a credential (a hash), oldest first."""
+        return sorted((j for j in list(self._by_id.values()) if j.credential == credential), key=lambda j: j.created)
+
+    def forget(self, job: Job) -> None:
+        """Drop a job from every index (a client deleted it): a retry of it is a new intent."""
+        self._forget(job)
+        self._by_id.pop(job.id, None)
 
     def check(self, spec: Spec) -> None:
         """What the spec's model cannot do, as a 400, before anything is stored or spent."""
@@ -183,15 +206,16 @@ class Jobs:
         job.runner = asyncio.get_running_loop().create_task(self._run(job, provider, submissions, key, earlier))
         self._live.add(job.runner)
         job.runner.add_done_callback(lambda t: self._finished(job, t))
+        self._by_id[job.id] = job
         bucket = self._by_fingerprint.get((cred, fp)) or []
         bucket.append(job)
         self._by_fingerprint[(cred, fp)] = bucket
         if idem:
             self._by_idempotency[(cred, idem)] = job
-        event = {"job": job.id, "model": spec.route.public_id, "n": spec.n}
+        event: dict[str, object] = {"job": job.id, "model": spec.route.public_id, "n": getattr(spec, "n", 1)}
         if resume is not None:
             event["resumed_tasks"] = ",".join(s.task for s in earlier.values() if s.task)
-        self._emit("job_resumed" if resume is not None else "job_started", event)
+        self._events.emit("job_resumed" if resume is not None else "job_started", **event)
         return job
 
     def _finished(self, job: Job, runner: asyncio.Task[Outcome]) -> None:
@@ -206,20 +230,21 @@ class Jobs:
         bucket = self._by_fingerprint.get(key)
         if job.nothing_paid:
             # Nothing to collect and a retry is a new attempt anyway: forget the job now (junk keys, bad input).
-            self._forget(job)
+            self.forget(job)
             self._journal.finished(job)
-        elif bucket is not None:
-            self._by_fingerprint[key] = bucket  # re-insert: the finished job now lives for the result TTL
+        else:
+            if bucket is not None:
+                self._by_fingerprint[key] = bucket  # re-insert: the finished job now lives for the result TTL
+            if self._by_id.get(job.id) is job:
+                self._by_id[job.id] = job
         outcome = "cancelled" if runner.cancelled() else "ok" if failure is None else "failed"
-        self._emit(
+        self._events.emit(
             "job_finished",
-            {
-                "job": job.id,
-                "outcome": outcome,
-                "error": getattr(failure, "code", None) if failure else None,
-                "tasks": ",".join(job.public_task_ids),
-                "seconds": round(self._clock() - job.created, 3),
-            },
+            job=job.id,
+            outcome=outcome,
+            error=getattr(failure, "code", None) if failure else None,
+            tasks=",".join(job.public_task_ids),
+            seconds=round(self._clock() - job.created, 3),
         )
         if self._on_finish is not None and not job.uncertain:  # a task of unknown fate may still fetch inputs
             self._on_finish(job)
@@ -246,7 +271,7 @@ class Jobs:
             self._pacers[provider.name].get(job.credential),
             key,
             self._journal,
-            self._emit,
+            self._events,
             self._gauge,
             slots=self._slots(provider.name, job.credential, limit) if limit else None,
             earlier=earlier,

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from .. import errors
+from ..events import Events
 from ..pacing.pacer import Pacer
 from ..providers.base import Provider
 from ..types import Outcome, Submission, Task
@@ -22,8 +23,6 @@ from ..untrusted import public
 from .job import Job
 from .journal import Submitted
 from .recovery import JobJournal
-
-Emit = Callable[[str, dict[str, object]], None]
 
 
 @dataclass
@@ -42,7 +41,7 @@ class Run:
     pacer: Pacer
     key: str
     journal: JobJournal
-    emit: Emit
+    events: Events
     gauge: SubmitGauge
     slots: AbstractAsyncContextManager[object] | None = None
     earlier: Mapping[int, Submitted] = field(default_factory=dict)
@@ -99,16 +98,15 @@ class Run:
         job.submits += 1
         job.task_ids.append(task.id)
         job.public_task_ids.append(public(task.id, self.key, 100))
-        self.emit(
-            "task_submitted" if known is None else "task_resumed", {"job": job.id, "task": job.public_task_ids[-1]}
-        )
+        event = "task_submitted" if known is None else "task_resumed"
+        self.events.emit(event, job=job.id, task=job.public_task_ids[-1])
         task = await self.pacer.wait_for(
             task,
             lambda task_id: self.provider.poll(task_id, self.key),
             latency_class=sub.latency_class,
             submitted_at=submitted_at,
         )
-        self.emit("task_finished", {"job": job.id, "task": public(task.id, self.key, 100), "status": task.status})
+        self.events.emit("task_finished", job=job.id, task=public(task.id, self.key, 100), status=task.status)
         if task.status == "failed":
             raise self.provider.failure(task)
         return sub, task

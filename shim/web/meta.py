@@ -1,4 +1,5 @@
-"""`GET /v1/models`, `GET /v1/models/{id}` and `GET /healthz`: what the gateway routes, and that it lives."""
+"""`GET /v1/models`, `GET /v1/models/{id}`, `GET /healthz` and `GET /readyz`: what the gateway routes, that it
+lives (healthz), and that it can take traffic (readyz: every part's readiness check passes)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,15 @@ async def healthz(request: Request) -> Response:
         totals["latency"] = pacers.latency()  # what was learned per latency class (pooled across keys)
         upstreams[name] = totals
     return JSONResponse({"status": "ok", "jobs_running": state.jobs.live_jobs(), "upstreams": upstreams})
+
+
+async def readyz(request: Request) -> Response:
+    """200 when every readiness check passes (the providers are built once the lifespan runs), else 503 with
+    what is not ready, so a load balancer sends the traffic elsewhere."""
+    state = getattr(request.app.state, "shim", None)
+    if state is None:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    problems = {name: problem for name, check in state.readiness.items() if (problem := await check()) is not None}
+    checks = {"providers": "ok", **{name: problems.get(name, "ok") for name in state.readiness}}
+    status = "not_ready" if problems else "ready"
+    return JSONResponse({"status": status, "checks": checks}, status_code=503 if problems else 200)

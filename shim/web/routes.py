@@ -22,6 +22,7 @@ def routes() -> list[Route]:
         Route("/openai/deployments/{deployment}/images/generations", images.generations, methods=["POST"]),
         Route("/openai/deployments/{deployment}/images/edits", edits.edits, methods=["POST"]),
         Route("/healthz", meta.healthz, methods=["GET"]),
+        Route("/readyz", meta.readyz, methods=["GET"]),
         Route("/media/{name}", serve_media, methods=["GET"]),
     ]
     return table
