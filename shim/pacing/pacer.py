@@ -28,11 +28,12 @@ from ..types import LatencyPrior, Task
 from .learner import LatencyLearner
 from .plan import PollPlanner, Watch
 from .queue import Call, CallKind, SlotQueue
-from .window import SlidingWindow
+from .window import Slack, SlidingWindow
 
 T = TypeVar("T")
-#: How much an unexpected upstream 429 widens the key's window (seconds).
+#: How much an unexpected upstream 429 widens the upstream's windows (seconds), and at most by what share.
 JITTER_STEP = 0.05
+WIDEST = 0.2
 
 
 class Pacer:
@@ -50,6 +51,7 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         learner: LatencyLearner | None = None,
+        slack: Slack | None = None,
         margin: float = 0.05,
         max_rate_limit_wait: float = 120.0,
         min_poll_interval: float = 0.1,
@@ -67,7 +69,8 @@ class Pacer:
         if min(min_poll_interval, poll_retry_backoff, price_factor, submit_weight) < 0:
             raise ValueError("poll intervals, price_factor and submit_weight must not be negative")
         self._budget = SlidingWindow.for_rate(rate, window, margin)
-        self._widest = self._budget.span * 1.2  # how far unexpected 429s may widen the window
+        self._span = self._budget.span  # before any widening
+        self._slack = slack if slack is not None else Slack()  # shared by an upstream's Pacers (see Pacers)
         if learner is None:
             learner = LatencyLearner(priors=priors, hint=latency_scale, longest=max(max_task_seconds, 60.0))
         learner.subscribe(self._replan)
@@ -237,8 +240,8 @@ class Pacer:
         if exc.reason == "rate_limited":
             self._budget.pause(now + wait)
             # A 429 we did not expect means requests arrive with more jitter than the margin allows for:
-            # give every later window a little more room, within a bound.
-            self._budget.widen(JITTER_STEP, self._widest)
+            # give every later window (every key's) a little more room, within a bound.
+            self._slack.widen(JITTER_STEP)
         return since
 
     def _count(self, kind: CallKind) -> None:
@@ -292,6 +295,9 @@ class Pacer:
         """Grant every slot free at `now`; return when to look again, and whether an arrival could matter
         sooner (not while waiting for the budget: an arrival cannot make a slot free)."""
         self._queue.expire(now, self._timeout)
+        span = self._span + min(self._slack.extra, WIDEST * self._span)
+        if span != self._budget.span:
+            self._budget.resize(span)
         self._planner.adapt(now, self._budget.used(now))
         while True:
             if not self._queue.ready(now):

@@ -1,5 +1,6 @@
 """The Pacers of one upstream: one Pacer per credential hash (created on first use, forgotten when idle), and
-the one LatencyLearner they share (latency belongs to the upstream's models, not to a key)."""
+the one LatencyLearner and the one window Slack they share (latency belongs to the upstream's models and
+arrival jitter to the path to it, not to a key)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from .learner import LatencyLearner
 from .pacer import Pacer
+from .window import Slack
 
 
 class Pacers:
@@ -20,6 +22,7 @@ class Pacers:
             hint=pacer_kwargs.get("latency_scale", 1.0),
             longest=max(pacer_kwargs.get("max_task_seconds", 3600.0), 60.0),
         )
+        self.slack = Slack()
         self._kwargs = pacer_kwargs
         self._pacers: dict[str, Pacer] = {}
         self._sweep_at = 1024
@@ -30,7 +33,7 @@ class Pacers:
         if pacer is None:
             if len(self._pacers) >= self._sweep_at:
                 self._sweep()
-            pacer = self._pacers[credential_id] = Pacer(**self._kwargs, learner=self.learner)
+            pacer = self._pacers[credential_id] = Pacer(**self._kwargs, learner=self.learner, slack=self.slack)
         return pacer
 
     def latency(self) -> dict[str, dict[str, float | int | bool]]:

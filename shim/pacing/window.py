@@ -61,8 +61,12 @@ class SlidingWindow:
     def widen(self, extra: float, ceiling: float) -> None:
         """Lengthen the window by `extra` seconds, up to `ceiling`: the upstream counted a send we did not,
         so arrival jitter is larger than the margin allowed for."""
-        self.span = max(self.span, min(self.span + extra, ceiling))
-        self._spacing = self.span / self.capacity
+        self.resize(max(self.span, min(self.span + extra, ceiling)))
+
+    def resize(self, span: float) -> None:
+        """The window is now `span` seconds long (its sends spread over it)."""
+        self.span = span
+        self._spacing = span / self.capacity
 
     def pause(self, until: float) -> None:
         """Send nothing before `until` (extends, never shortens, a pause already in force)."""
@@ -76,3 +80,18 @@ class SlidingWindow:
     def idle(self, now: float) -> bool:
         """True when no send or pause of the past still constrains the future."""
         return self.paused_until <= now and (not self._sent or self._sent[-1] + self.span <= now)
+
+
+class Slack:
+    """Room added to every window of one upstream, learned from 429s we did not expect: arrival jitter belongs
+    to the path to the upstream (its load balancer, its event loop), not to a key, so one key's surprise
+    widens every key's window, within `ceiling` seconds."""
+
+    __slots__ = ("ceiling", "extra")
+
+    def __init__(self, ceiling: float = 1.0) -> None:
+        self.ceiling = ceiling
+        self.extra = 0.0
+
+    def widen(self, step: float) -> None:
+        self.extra = min(self.extra + step, self.ceiling)

@@ -253,6 +253,37 @@ def test_rate_limit_widens_the_window_within_a_bound() -> None:
     assert window.next_free(0.0) == pytest.approx(0.126)  # the even spacing follows the wider window
 
 
+def test_one_keys_unexpected_429_widens_every_keys_window() -> None:
+    """Arrival jitter belongs to the path to the upstream: after key A's unexpected 429, key B (same upstream)
+    spaces its sends wider too, and a key of another upstream does not."""
+
+    async def main() -> tuple[list[float], list[float]]:
+        reapi, other = Pacers(clock=now, sleep=asyncio.sleep, priors=PRIORS), Pacers(clock=now, sleep=asyncio.sleep)
+        refusals = [UpstreamRateLimited(0.5)]
+
+        async def refused_once() -> None:
+            if refusals:
+                raise refusals.pop()
+
+        await reapi.get("a").call(refused_once)
+        gaps: list[list[float]] = []
+        for pacer_ in (reapi.get("b"), other.get("c")):
+            times: list[float] = []
+
+            async def stamp(times: list[float] = times) -> None:
+                times.append(now())
+
+            await asyncio.gather(*(pacer_.call(stamp) for _ in range(5)))
+            gaps.append([b - a for a, b in zip(times, times[1:], strict=False)])
+        await reapi.aclose()
+        await other.aclose()
+        return gaps[0], gaps[1]
+
+    widened, untouched = run(main())
+    assert min(widened) == pytest.approx(0.11)  # (1.0 + 0.05 margin + 0.05 learned) / 10
+    assert min(untouched) == pytest.approx(0.105)
+
+
 def test_task_cap_refusal_delays_only_that_call() -> None:
     """TOO_MANY_TASKS delays the refused submit alone: other calls of the key (polls) keep flowing."""
 
