@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -139,16 +139,19 @@ def naive_client(
     return one
 
 
-def held_client(shim_url: str, key: str, *, quality: Quality, tag: str) -> Request:
+def held_client(
+    shim_url: str, key: str, *, quality: Quality, tag: str, overrides: Mapping[str, object] | None = None
+) -> Request:
     """One POST /v1/images/generations written on a bare asyncio connection: with thousands open at once an
-    HTTP client's connection pool costs more CPU than the shim being measured."""
+    HTTP client's connection pool costs more CPU than the shim being measured. `overrides` change the body
+    (b64_json and jpeg, say)."""
     url = urlsplit(shim_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
 
     async def one(i: int) -> Answer:
         answer = Answer(time.monotonic())
         body = {**SDK_REQUEST, "quality": quality, "prompt": f"{tag} #{i}: a red panda eating bamboo"}
-        payload = json.dumps(body).encode()
+        payload = json.dumps({**body, **(overrides or {})}).encode()
         head = (
             f"POST /v1/images/generations HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n"

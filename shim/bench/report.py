@@ -185,6 +185,29 @@ def held_table(title: str, figures: Mapping[str, Any], targets: Sequence[Target]
     return "\n".join([title, render(table, text_last=bool(targets)), *notes])
 
 
+def load_table(title: str, figures: Mapping[str, Any]) -> str:
+    """The b64 load scenario: every key's figures together, against its targets (all ok, no 429)."""
+    rows = [
+        ("", "shim", "target"),
+        ("requests ok", f"{figures['ok']}/{figures['requests']}", "all: " + _met(figures["ok"] == figures["requests"])),
+        ("429s received (all keys)", str(figures["rate_limited"]), "0: " + _met(figures["rate_limited"] == 0)),
+        ("upstream requests per ok task", _num(figures["requests_per_ok_task"]), ""),
+        ("done -> client answer p50 / p90 (s)", f"{_num(figures['answer_p50'])} / {_num(figures['answer_p90'])}", ""),
+        ("wall time (s)", _num(figures["elapsed"], 1), ""),
+        (
+            "shim CPU (s) / peak RSS (MB)",
+            f"{_num(figures.get('cpu_seconds'))} / {_num(figures.get('peak_rss_mb'), 1)}",
+            "",
+        ),
+    ]
+    notes = [f"  failures: {figures['errors']}"] if figures["errors"] else []
+    return "\n".join([title, render(rows, text_last=True), *notes])
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
 def render(rows: Sequence[Sequence[str]], *, text_last: bool = False) -> str:
     """Labels left-aligned, figures right-aligned (a last column of text, left), two spaces apart."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

@@ -33,7 +33,8 @@ import httpx
 
 from .clients import Ask, naive_client, run_clients
 from .held import hold_requests
-from .report import Target, collect, convergence, held_table, run_table, scenario_table, summarize
+from .load import b64_load
+from .report import Target, collect, convergence, held_table, load_table, run_table, scenario_table, summarize
 from .servers import EmulatorProcess, key_fingerprint
 from .untold import ShimRun, bench_key, run_idle_key, run_untold
 
@@ -61,12 +62,15 @@ class Plan:
     held_time_scale: float = 0.5  # high x 1k: 40-80 s -> 20-40 s
     held_rate: int = 2000
     held_window: float = 5.0
+    load_requests: int = 1000
+    load_keys: int = 20
+    load_scale: float = 0.1  # low x 1k: 2-4 s
 
 
 FULL = Plan()
 QUICK = Plan(
     tasks=10, warmup=3, fast_scale=0.02, slow=False, drift_rounds=2, idle_scale=0.02, backlog=10, low_rounds=1,
-    held=200, held_time_scale=0.02, held_window=0.5,
+    held=200, held_time_scale=0.02, held_window=0.5, load_requests=60, load_keys=3, load_scale=0.02,
 )  # fmt: skip
 
 #: The four classes of the mixed run; the warm-up asks only the first.
@@ -182,7 +186,15 @@ async def _bench(plan: Plan) -> dict[str, Any]:
         held_env = {"SHIM_REAPI_BASE_URL": emulator.url, "SHIM_REAPI_RATE_LIMIT": str(plan.held_rate)}
         held = await hold_requests(emulator, held_env, key=bench_key("held"), n=plan.held, window=plan.held_window)
         lap("held")
-    return {"scenarios": scenarios, "concurrent": concurrent, "low_load": low, "held": held, "timings": timings}
+    async with EmulatorProcess(time_scale=plan.load_scale, rate=plan.rate) as emulator:
+        load = await b64_load(
+            emulator, {**env, "SHIM_REAPI_BASE_URL": emulator.url}, requests=plan.load_requests, keys=plan.load_keys
+        )
+        lap("b64 load")
+    return {
+        "scenarios": scenarios, "concurrent": concurrent, "low_load": low, "held": held, "load": load,
+        "timings": timings,
+    }  # fmt: skip
 
 
 async def _slow(plan: Plan, env: dict[str, str]) -> dict[str, Any]:
@@ -321,6 +333,12 @@ def _render(command: str, plan: Plan, results: dict[str, Any]) -> str:
             f"40-80 s, not told); sampled over {plan.held_window:g} s once all were submitted",
             results["held"],
             HELD_TARGETS,
+        ),
+        "",
+        load_table(
+            f"[5] {plan.load_requests} b64_json (jpeg) requests at once over {plan.load_keys} keys, {plan.rate} "
+            f"req/s each, low x 1k at time scale {plan.load_scale:g}: CPU work must not delay counted sends",
+            results["load"],
         ),
     ]
     return "\n".join(sections)
