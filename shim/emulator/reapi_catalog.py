@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
@@ -116,8 +117,9 @@ class ImageSpec:
     mask_url: str | None = None
 
 
-def parse_request(raw: bytes) -> tuple[dict[str, Any], ImageSpec]:
-    """Validate a submit body in the documented order; return (body, spec) or raise `ReapiError`."""
+def parse_common(raw: bytes, models: Collection[str]) -> tuple[dict[str, Any], str, str]:
+    """What every submit checks first, in the documented order: the JSON body, its `model` (one of `models`)
+    and `prompt`. Returns (body, model, prompt) or raises `ReapiError`."""
     try:
         body = json.loads(raw)
     except ValueError:
@@ -129,7 +131,7 @@ def parse_request(raw: bytes) -> tuple[dict[str, Any], ImageSpec]:
         raise ReapiError(400, 20002, "Both `model` and `prompt` are required")
     if not isinstance(model, str):
         raise invalid("model must be a string")
-    if model not in MODELS:
+    if model not in models:
         raise ReapiError(400, 20004, f"unknown model {_show(model)}")
     if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
         raise ReapiError(400, 20002, "prompt is required")
@@ -137,6 +139,12 @@ def parse_request(raw: bytes) -> tuple[dict[str, Any], ImageSpec]:
         raise invalid("prompt must be a string")
     if len(prompt) > PROMPT_MAX:
         raise ReapiError(400, 20007, f"prompt must be at most {PROMPT_MAX} characters")
+    return body, model, prompt
+
+
+def parse_request(raw: bytes) -> tuple[dict[str, Any], ImageSpec]:
+    """Validate a submit body in the documented order; return (body, spec) or raise `ReapiError`."""
+    body, model, prompt = parse_common(raw, MODELS)
     official = model == OFFICIAL
     if not official:
         for name in ("quality", "mask_url", "background", "moderation"):

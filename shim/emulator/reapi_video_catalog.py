@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
-from .reapi_catalog import PROMPT_MAX, ReapiError, invalid, parse_image_urls
+from .reapi_catalog import ReapiError, invalid, parse_common, parse_image_urls
 
 VideoResolution = Literal["480p", "720p", "1080p", "4k"]
 
@@ -136,25 +136,7 @@ class VideoSpec:
 
 def parse_video_request(raw: bytes) -> tuple[dict[str, Any], VideoSpec]:
     """Validate a video submit body; return (body, spec) or raise `ReapiError` (the rule table above)."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ReapiError(400, 20001, "invalid JSON body") from None
-    if not isinstance(body, dict):
-        raise ReapiError(400, 20001, "invalid JSON body")
-    model, prompt = body.get("model"), body.get("prompt")
-    if model is None or model == "":
-        raise ReapiError(400, 20002, "Both `model` and `prompt` are required")
-    if not isinstance(model, str):
-        raise invalid("model must be a string")
-    if model not in MODELS:
-        raise ReapiError(400, 20004, f"unknown model {_show(model)}")
-    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-        raise ReapiError(400, 20002, "prompt is required")
-    if not isinstance(prompt, str):
-        raise invalid("prompt must be a string")
-    if len(prompt) > PROMPT_MAX:
-        raise ReapiError(400, 20007, f"prompt must be at most {PROMPT_MAX} characters")
+    body, model, prompt = parse_common(raw, MODELS)
     for name in IMAGE_ONLY_FIELDS:
         if body.get(name) is not None:
             raise invalid(f"{name} is not supported by {model}")

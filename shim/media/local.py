@@ -143,32 +143,28 @@ class LocalStore:
         self._total += entry.size
         self._by_owner[entry.owner] = self._by_owner.get(entry.owner, 0) + entry.size
 
-    async def _drop(self, name: str) -> None:
+    def _unaccount(self, name: str) -> bool:
+        """Forget one live entry (its bytes too, in memory); False when there was none."""
         entry = self._live.pop(name, None)
         if entry is None:
-            return
+            return False
         self._total -= entry.size
         left = self._by_owner.get(entry.owner, 0) - entry.size
         if left > 0:
             self._by_owner[entry.owner] = left
         else:
             self._by_owner.pop(entry.owner, None)
-        if self.directory is None:
-            self._memory.pop(name, None)
-        else:
+        self._memory.pop(name, None)
+        return True
+
+    async def _drop(self, name: str) -> None:
+        if self._unaccount(name) and self.directory is not None:
             await asyncio.to_thread(self._unlink, name)
 
     def _expire(self, now: float) -> None:
         """Forget expired entries (their bytes go with them in memory; files go at the next sweep)."""
         for name in [n for n, e in self._live.items() if e.expires <= now]:
-            entry = self._live.pop(name)
-            self._total -= entry.size
-            left = self._by_owner.get(entry.owner, 0) - entry.size
-            if left > 0:
-                self._by_owner[entry.owner] = left
-            else:
-                self._by_owner.pop(entry.owner, None)
-            self._memory.pop(name, None)
+            self._unaccount(name)
         self._recent.purge(now)
 
     def _path(self, name: str) -> str:

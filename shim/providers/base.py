@@ -15,7 +15,7 @@ from typing import Protocol
 import httpx
 
 from ..config import UpstreamSettings
-from ..errors import ShimError
+from ..errors import ShimError, SubmitOutcomeUnknown
 from ..types import LatencyPrior, Spec, Submission, Task
 
 
@@ -132,9 +132,13 @@ def _usable_url(url: str) -> bool:
     return bool(sep) and scheme.lower() in ("http", "https") and bool(rest.split("/", 1)[0])
 
 
-def task_id_of(value: object) -> str | None:
-    """An upstream's task id as we keep it (a string of at most MAX_TASK_ID characters), or None."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return None
-    text = str(value)
-    return text if 0 < len(text) <= MAX_TASK_ID else None
+def submitted_id(value: object) -> str:
+    """The task id in a submit's answer, as we keep it (a string of at most MAX_TASK_ID characters). An id we
+    cannot keep means we cannot know the task: its outcome is unknown (never resubmitted)."""
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    if not 0 < len(text) <= MAX_TASK_ID:
+        raise SubmitOutcomeUnknown(
+            "The upstream accepted the submit but answered with an unusable task id; a task may have been "
+            "created and charged, so the shim does not resubmit it."
+        )
+    return text

@@ -14,7 +14,7 @@ from .. import errors
 from ..sizes import nearest_ratio, parse_pixels
 from ..types import ImageSpec, LatencyPrior, Spec, Submission, Task
 from ..untrusted import printable
-from .base import Alias, ModelSpec, task_id_of, url_strings
+from .base import Alias, ModelSpec, submitted_id, url_strings
 
 OFFICIAL = "gpt-image-2-official"
 CATALOG: dict[str, ModelSpec] = {
@@ -222,14 +222,8 @@ _RUNNING = frozenset({"processing", "pending", "queued", "running", "in_progress
 
 
 def parse_submitted(payload: Mapping[str, Any]) -> Task:
-    """A submit's answer -> Task. An id we cannot keep means we cannot know the task: its outcome is unknown."""
-    task_id = task_id_of(payload.get("id"))
-    if task_id is None:
-        raise errors.SubmitOutcomeUnknown(
-            "The upstream accepted the submit but answered with an unusable task id; a task may have been "
-            "created and charged, so the shim does not resubmit it."
-        )
-    return parse_task(payload, task_id)
+    """A submit's answer -> Task (SubmitOutcomeUnknown for an id we cannot keep)."""
+    return parse_task(payload, submitted_id(payload.get("id")))
 
 
 def parse_task(payload: Mapping[str, Any], task_id: str) -> Task:

@@ -16,7 +16,7 @@ from .. import errors
 from ..sizes import COMMON_RATIOS, nearest_ratio, parse_pixels
 from ..types import LatencyPrior, Spec, Submission, Task, TaskStatus
 from ..untrusted import printable
-from .base import ModelSpec, task_id_of, url_strings
+from .base import ModelSpec, submitted_id, url_strings
 
 #: Synchronous models (reve-2.0, "may return SUCCESS ... right away") and asynchronous ones.
 CATALOG: dict[str, ModelSpec] = {
@@ -90,14 +90,8 @@ def plan(job: Spec) -> list[Submission]:
 
 
 def parse_submitted(data: Mapping[str, Any]) -> Task:
-    """The `data` of a generate answer -> Task; an id we cannot keep leaves the outcome unknown."""
-    task_id = task_id_of(data.get("task_id"))
-    if task_id is None:
-        raise errors.SubmitOutcomeUnknown(
-            "The upstream accepted the submit but answered with an unusable task_id; a task may have been "
-            "created and charged, so the shim does not resubmit it."
-        )
-    return parse_task(data, task_id)
+    """The `data` of a generate answer -> Task (SubmitOutcomeUnknown for an id we cannot keep)."""
+    return parse_task(data, submitted_id(data.get("task_id")))
 
 
 def parse_task(data: Mapping[str, Any], task_id: str) -> Task:
