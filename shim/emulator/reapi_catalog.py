@@ -26,8 +26,42 @@ FLAT_PRICES: dict[str, dict[Resolution, int]] = {
     "gemini-3-pro-image-preview": {"1k": 134, "2k": 134, "4k": 240},
     "gemini-3.1-flash-image-preview": {"1k": 67, "2k": 101, "4k": 151},
     "doubao-seedream-5-0-lite": {"1k": 35, "2k": 35, "4k": 35},
+    # The rest of the 13 image models in G's navigation: named there, described nowhere, so they keep the
+    # cheap channel's rules (strict: the narrowest documented surface); their prices are ours.
+    "midjourney-v8": {"1k": 80, "2k": 80, "4k": 120},
+    "flux-2": {"1k": 30, "2k": 45, "4k": 60},
+    "z-image": {"1k": 10, "2k": 15, "4k": 20},
+    "qwen-image-2": {"1k": 25, "2k": 25, "4k": 40},
+    "midjourney-v7": {"1k": 60, "2k": 60, "4k": 90},
+    "wan-2-7-image": {"1k": 30, "2k": 30, "4k": 45},
+    "imagen-4-0": {"1k": 40, "2k": 40, "4k": 60},
 }
 MODELS = frozenset({OFFICIAL, *FLAT_PRICES})
+# Ours: models reAPI adds after our documents (for tests of a shim that has never heard of them). An id
+# starting "future-lite-" has the cheap channel's rules and gpt-image-2's prices; any other "future-<x>" has
+# gpt-image-2-official's surface (n 1-4, pixel strings, quality, mask, background, moderation) and prices.
+FUTURE = "future-"
+FUTURE_LITE = "future-lite-"
+
+
+def full_surface(model: str) -> bool:
+    """Whether a model takes what gpt-image-2-official takes (batches, pixel sizes, quality, mask...)."""
+    future = model.startswith(FUTURE) and len(model) > len(FUTURE) and not model.startswith(FUTURE_LITE)
+    return model == OFFICIAL or future
+
+
+def _lite(model: str) -> bool:
+    return model.startswith(FUTURE_LITE) and len(model) > len(FUTURE_LITE)
+
+
+def flat_prices(model: str) -> dict[Resolution, int] | None:
+    """A cheap-channel model's credits per image by resolution; None for a full-surface or unknown one."""
+    return FLAT_PRICES.get(model) or (FLAT_PRICES["gpt-image-2"] if _lite(model) else None)
+
+
+def known_model(model: str) -> bool:
+    return full_surface(model) or flat_prices(model) is not None
+
 
 # gpt-image-2-official per-image credits at 1k (our guess; the doc defers to the live model page);
 # 2k costs x2, 4k x3, and the widest ratios cost 10% more at 2k/4k ("slightly more for the widest ratios").
@@ -129,7 +163,7 @@ def parse_request(raw: bytes) -> tuple[dict[str, Any], ImageSpec]:
         raise ReapiError(400, 20002, "Both `model` and `prompt` are required")
     if not isinstance(model, str):
         raise invalid("model must be a string")
-    if model not in MODELS:
+    if not known_model(model):
         raise ReapiError(400, 20004, f"unknown model {_show(model)}")
     if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
         raise ReapiError(400, 20002, "prompt is required")
@@ -137,7 +171,7 @@ def parse_request(raw: bytes) -> tuple[dict[str, Any], ImageSpec]:
         raise invalid("prompt must be a string")
     if len(prompt) > PROMPT_MAX:
         raise ReapiError(400, 20007, f"prompt must be at most {PROMPT_MAX} characters")
-    official = model == OFFICIAL
+    official = full_surface(model)
     if not official:
         for name in ("quality", "mask_url", "background", "moderation"):
             if body.get(name) is not None:
@@ -275,8 +309,9 @@ def dimensions(ratio: str, resolution: Resolution) -> tuple[int, int]:
 
 def price(spec: ImageSpec) -> int:
     """Credits charged on submit: ceil(per-image rate x n); auto/omitted size bills the dearest ratio."""
-    if spec.model != OFFICIAL:
-        return FLAT_PRICES[spec.model][spec.resolution] * spec.n
+    flat = flat_prices(spec.model)
+    if flat is not None:
+        return flat[spec.resolution] * spec.n
     tier = "high" if spec.quality == "auto" else spec.quality
     per_image = Fraction(OFFICIAL_1K[tier] * RESOLUTION_FACTOR[spec.resolution])
     if spec.resolution != "1k" and (spec.ratio is None or spec.ratio in WIDEST):
@@ -286,5 +321,5 @@ def price(spec: ImageSpec) -> int:
 
 def latency_bounds(spec: ImageSpec) -> tuple[float, float]:
     """Unscaled (min, max) seconds from submit to a terminal state."""
-    tier = "low" if spec.model != OFFICIAL else ("high" if spec.quality == "auto" else spec.quality)
+    tier = "low" if not full_surface(spec.model) else ("high" if spec.quality == "auto" else spec.quality)
     return LATENCY[(tier, spec.resolution)]
