@@ -132,11 +132,13 @@ def test_configured_name_wins_and_is_listed() -> None:
 
 
 def test_ids_lists_bare_and_prefixed_models() -> None:
-    """ids() names every upstream model bare and prefixed, with its provider as owner."""
+    """ids() names every upstream model prefixed with its provider as owner, and bare with the first provider
+    in registry order that offers it as owner."""
     owners = dict(Router(DOORS, {}).ids())
     for provider, models in CATALOGS.items():
         for model in models:
-            assert owners[model] == provider and owners[f"{provider}/{model}"] == provider
+            first = next(p for p, offered in CATALOGS.items() if model in offered)
+            assert owners[model] == first and owners[f"{provider}/{model}"] == provider
 
 
 # --- SHIM_CONFIG ---------------------------------------------------------------------------------------
@@ -474,7 +476,7 @@ ROWS = [  # the reference's error table: (HTTP, message)
 #: message -> (ours on submit, ours on poll, rendered status or None for a signal, param)
 EXPECTED: dict[str, tuple[type[Exception], type[Exception], int | None, str | None]] = {
     "INVALID_PROMPT": (errors.InvalidRequest, errors.InvalidRequest, 400, "prompt"),
-    "INVALID_MODEL": (errors.InvalidRequest, errors.InvalidRequest, 400, "model"),
+    "INVALID_MODEL": (errors.ModelNotFound, errors.ModelNotFound, 404, "model"),
     "INVALID_PARAMETER": (errors.InvalidRequest, errors.InvalidRequest, 400, None),
     "CONTENT_POLICY_VIOLATION": (errors.ContentPolicyViolation, errors.ContentPolicyViolation, 400, None),
     "INVALID_API_KEY": (errors.AuthenticationFailed, errors.AuthenticationFailed, 401, None),
