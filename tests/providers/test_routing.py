@@ -13,10 +13,13 @@ from shim.app import create_app
 from shim.config import ConfigurationError, Settings
 from shim.providers import builtin_providers
 from shim.providers import reve2img_codec as codec
-from shim.routing import Door, Router, load_config
+from shim.routing import Door, Router
+from shim.routing_config import load_config
 from shim.types import ImageSpec, Route, Submission, Task
 
 DOORS = {name: Door.of(factory) for name, factory in builtin_providers().items()}
+#: The doors with SHIM_PASSTHROUGH off: ids outside the catalogs are unknown.
+CLOSED = {name: Door.of(factory, passthrough=False) for name, factory in builtin_providers().items()}
 CATALOGS = {name: door.models for name, door in DOORS.items()}
 OFFICIAL = "gpt-image-2-official"
 
@@ -98,16 +101,16 @@ def test_provider_model_ids(model, expected) -> None:
     ],
 )
 def test_unknown_model(model) -> None:
-    """An id that names no route is ModelNotFound naming the model parameter."""
+    """With pass-through off, an id that names no route is ModelNotFound naming the model parameter."""
     with pytest.raises(errors.ModelNotFound) as caught:
-        Router(DOORS, {}).resolve(model)
+        Router(CLOSED, {}).resolve(model)
     assert caught.value.param == "model" and caught.value.status == 404
 
 
 @pytest.mark.parametrize("model", ["dall-e-2", "gpt-image-1", "gpt-image-2.1-2026-01-01"])
 def test_alias_of_absent_provider(model) -> None:
     """Without the reapi provider, its aliases are unknown models rather than routes to nowhere."""
-    router = Router({"reve2img": DOORS["reve2img"]}, {})
+    router = Router({"reve2img": CLOSED["reve2img"]}, {})
     with pytest.raises(errors.ModelNotFound):
         router.resolve(model)
     assert model not in dict(router.ids())
@@ -166,7 +169,7 @@ model = "reve-2.0"
 response_format = "b64_json"
 """,
     )
-    assert load_config(path, CATALOGS) == {
+    assert load_config(path, DOORS).routes == {
         "house-style": Route("house-style", "reve2img", "flux-2", (("size", "16:9"),)),
         "crisp": Route(
             "crisp",
@@ -207,7 +210,7 @@ GOOD = 'provider = "reve2img"\nmodel = "flux-2"\n'
 def test_bad_entry_names_it(tmp_path, text, needle) -> None:
     """A bad model entry is a ConfigurationError that names the entry and what is wrong with it."""
     with pytest.raises(ConfigurationError) as caught:
-        load_config(write(tmp_path, text), CATALOGS)
+        load_config(write(tmp_path, text), DOORS)
     message = caught.value.message
     assert message.startswith('SHIM_CONFIG: [models."bad') and needle in message
 
@@ -225,7 +228,7 @@ def test_bad_file(tmp_path, text, needle) -> None:
     """A file that is not a models table is a ConfigurationError naming the file."""
     path = write(tmp_path, text)
     with pytest.raises(ConfigurationError) as caught:
-        load_config(path, CATALOGS)
+        load_config(path, DOORS)
     assert needle in caught.value.message and repr(path) in caught.value.message
 
 
@@ -233,7 +236,7 @@ def test_missing_file(tmp_path) -> None:
     """An unreadable path is a ConfigurationError naming it."""
     path = str(tmp_path / "absent.toml")
     with pytest.raises(ConfigurationError, match="cannot read") as caught:
-        load_config(path, CATALOGS)
+        load_config(path, DOORS)
     assert repr(path) in caught.value.message
 
 
