@@ -27,7 +27,8 @@ from .media.url_guard import AddressPolicy, GuardedTransport
 from .pacing.pacers import Pacers
 from .providers import builtin_providers
 from .providers.base import Provider, ProviderContext, ProviderFactory
-from .routing import Door, Router, load_config
+from .routing import Router
+from .routing_config import build_router
 from .state import ShimState
 from .web import middleware
 from .web.errors import HANDLERS
@@ -50,11 +51,7 @@ def create_app(
     settings = settings or Settings()
     _check_state_dir(settings)
     factories = dict(providers or builtin_providers())
-    doors = {name: Door.of(factory) for name, factory in factories.items()}
-    configured = (
-        load_config(settings.config_file, {n: d.models for n, d in doors.items()}) if settings.config_file else {}
-    )
-    router = Router(doors, configured)
+    router = build_router(factories, config_file=settings.config_file, passthrough=settings.passthrough)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -92,7 +89,9 @@ async def _runtime(
         httpx.AsyncClient(transport=guarded, follow_redirects=True, max_redirects=3) as download_http,
     ):
         built: dict[str, Provider] = {
-            name: factory(ProviderContext(http, upstreams[name], settings.upstream_timeout))
+            name: factory(
+                ProviderContext(http, upstreams[name], settings.upstream_timeout, router.doors[name].declared)
+            )
             for name, factory in factories.items()
         }
         pacers = {name: _pacers(settings, provider, clock, sleep) for name, provider in built.items()}

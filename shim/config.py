@@ -43,6 +43,17 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
     return value
 
 
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be one of 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     """One upstream's settings: where it is, its rate limit per key, and its cap on a key's tasks in flight."""
@@ -86,6 +97,8 @@ class Settings:
     s3_access_key: str | None = field(default=None, repr=False)
     s3_secret_key: str | None = field(default=None, repr=False)
     config_file: str | None = None
+    #: `<provider>/<id>` for an id outside the provider's catalog reaches the upstream (which validates it).
+    passthrough: bool = True
     state_dir: str | None = None
     log_level: str = "info"
 
@@ -136,6 +149,7 @@ class Settings:
             s3_access_key=text("SHIM_S3_ACCESS_KEY", None),
             s3_secret_key=text("SHIM_S3_SECRET_KEY", None),
             config_file=text("SHIM_CONFIG", None),
+            passthrough=_flag(environ, "SHIM_PASSTHROUGH", True),
             state_dir=text("SHIM_STATE_DIR", None),
             log_level=(text("SHIM_LOG_LEVEL", "info") or "info").lower(),
         )

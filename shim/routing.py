@@ -1,50 +1,71 @@
 """Public model names -> Routes (provider + upstream model + defaults): built-in OpenAI aliases, each
-provider's own ids (bare or as provider/model), and the names a SHIM_CONFIG TOML file defines."""
+provider's own ids (bare or as provider/model), the names a SHIM_CONFIG TOML file defines, and ids a
+provider passes to its upstream unchecked (`<provider>/<any id>`).
+
+The rule for a bare id two providers offer: a SHIM_CONFIG name first, then the providers in registry order
+(`providers.builtin_providers()`: reapi before reve2img); the prefixed form always reaches its provider.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from . import errors
-from .config import ConfigurationError
-from .openai.request import BACKGROUNDS, MODERATIONS, OUTPUT_FORMATS, QUALITIES, RESOLUTIONS, RESPONSE_FORMATS
-from .providers.base import Alias, ProviderFactory
-from .sizes import size_problem
+from .providers.base import Alias, ModelSpec, ProviderFactory
 from .types import Route
 
 #: OpenAI's dated snapshots (gpt-image-1.5-2025-12-16, dall-e-3-...) route like their undated names.
 DATED_SNAPSHOT = re.compile(r"^(?P<base>(?:gpt-image-|chatgpt-image-|dall-e-)[a-z0-9.-]+?)-\d{4}-\d{2}-\d{2}$")
+#: An upstream id the shim may send without knowing it (pass-through, or declared in SHIM_CONFIG): visible
+#: ASCII, no spaces or quotes, at most 128 characters ('/' allowed inside: some upstreams name models so).
+UPSTREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,127}")  # fullmatch
 
 
 @dataclass(frozen=True, slots=True)
 class Door:
-    """What an adapter declares for routing: its upstream model ids and the public ids it answers for."""
+    """What an adapter declares for routing: its upstream model ids (built-in, then declared), the public ids
+    it answers for, whether unknown ids pass through to its upstream, and what a declaration may set."""
 
     models: tuple[str, ...]
     aliases: Mapping[str, Alias]
     alias_patterns: tuple[tuple[re.Pattern[str], Alias], ...] = ()
+    passthrough: bool = False
+    declarable: frozenset[str] = frozenset()
+    #: Upstream models declared in SHIM_CONFIG (handed to the adapter when it is built).
+    declared: Mapping[str, ModelSpec] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, factory: ProviderFactory) -> Door:
-        return cls(tuple(factory.catalog), factory.aliases, tuple(factory.alias_patterns))
+    def of(cls, factory: ProviderFactory, *, passthrough: bool = True) -> Door:
+        """The door of an adapter; `passthrough` False closes it to ids outside its catalog (SHIM_PASSTHROUGH)."""
+        return cls(
+            tuple(factory.catalog),
+            factory.aliases,
+            tuple(factory.alias_patterns),
+            passthrough=passthrough and factory.passthrough,
+            declarable=frozenset(factory.declarable),
+        )
+
+    def declaring(self, specs: Mapping[str, ModelSpec]) -> Door:
+        """This door with `specs` declared: new ids join its models, known ones get the declared spec."""
+        added = tuple(model for model in specs if model not in self.models)
+        return dataclasses.replace(self, models=(*self.models, *added), declared={**self.declared, **specs})
+
+    def offers(self, upstream: str) -> bool:
+        """Whether `<provider>/<upstream>` reaches this door's upstream."""
+        return upstream in self.models or (self.passthrough and UPSTREAM_ID.fullmatch(upstream) is not None)
 
 
-#: Parameters a configured model may default (the client's own value always wins), with the values each
-#: accepts (the wire parser's own vocabulary: a default is not validated again at request time); size has
-#: its own check.
-DEFAULTABLE: dict[str, tuple[str, ...] | None] = {
-    "size": None,
-    "quality": QUALITIES,
-    "background": BACKGROUNDS,
-    "moderation": MODERATIONS,
-    "output_format": (*OUTPUT_FORMATS, "jpg"),
-    "resolution": RESOLUTIONS,
-    "response_format": RESPONSE_FORMATS,  # the model's answer when the request names none
-}
+@dataclass(frozen=True, slots=True)
+class Collision:
+    """A bare id more than one provider offers: who offers it, where it goes, and whether SHIM_CONFIG said so."""
+
+    model: str
+    providers: tuple[str, ...]
+    winner: str
+    configured: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +94,8 @@ class Router:
                 return Route(model, provider, upstream, alias.defaults)
         provider, slash, upstream = model.partition("/")
         if slash:
-            return Route(model, provider, upstream) if upstream in self._models(provider) else None
+            named = self.doors.get(provider)
+            return Route(model, provider, upstream) if named is not None and named.offers(upstream) else None
         for provider, door in self.doors.items():
             if model in door.models:
                 return Route(model, provider, model)
@@ -83,9 +105,14 @@ class Router:
             return None if undated is None else Route(model, undated.provider, undated.upstream_model, undated.defaults)
         return None
 
-    def _models(self, provider: str) -> tuple[str, ...]:
-        door = self.doors.get(provider)
-        return door.models if door is not None else ()
+    def passes_through(self, route: Route) -> bool:
+        """Whether a route names an upstream id its provider does not know (the upstream will validate it)."""
+        door = self.doors.get(route.provider)
+        return door is not None and route.upstream_model not in door.models
+
+    def passthrough_providers(self) -> list[str]:
+        """The providers that take `<provider>/<any id>`, in registry order."""
+        return [provider for provider, door in self.doors.items() if door.passthrough]
 
     def ids(self) -> list[tuple[str, str]]:
         """Every routable id with its owner: configured names, aliases, bare and prefixed upstream ids."""
@@ -101,56 +128,15 @@ class Router:
                 seen.setdefault(f"{provider}/{model}", provider)
         return list(seen.items())
 
-
-def load_config(path: str, catalogs: Mapping[str, tuple[str, ...]]) -> dict[str, Route]:
-    """Read the SHIM_CONFIG TOML file: `[models."name"]` tables with provider, model and defaults.
-
-    Any problem raises ConfigurationError naming the entry, at start-up.
-    """
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise ConfigurationError(f"SHIM_CONFIG: cannot read {path!r}: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # TOML is UTF-8; tomllib decodes first
-        raise ConfigurationError(f"SHIM_CONFIG: {path!r} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"models"}
-    if unknown:
-        raise ConfigurationError(f"SHIM_CONFIG: unknown top-level key(s) {sorted(unknown)} in {path!r}")
-    models = data.get("models", {})
-    if not isinstance(models, dict):
-        raise ConfigurationError(f"SHIM_CONFIG: [models] in {path!r} must be a table")
-    return {name: _route(name, entry, catalogs) for name, entry in models.items()}
-
-
-def _route(name: str, entry: Any, catalogs: Mapping[str, tuple[str, ...]]) -> Route:
-    where = f'SHIM_CONFIG: [models."{name}"]'
-    if not isinstance(entry, dict):
-        raise ConfigurationError(f"{where} must be a table")
-    if not name or "/" in name:
-        raise ConfigurationError(f"{where}: a public name must be non-empty and contain no '/'")
-    provider = entry.get("provider")
-    model = entry.get("model")
-    # isinstance first: TOML arrays and tables are unhashable, and `in` a dict would raise TypeError.
-    if not isinstance(provider, str) or provider not in catalogs:
-        raise ConfigurationError(f"{where}: provider must be one of {sorted(catalogs)}, got {provider!r}")
-    if not isinstance(model, str) or model not in catalogs[provider]:
-        raise ConfigurationError(
-            f"{where}: model {model!r} is not a {provider} model (known: {', '.join(catalogs[provider])})"
-        )
-    nested = entry.get("defaults", {})
-    if not isinstance(nested, dict):
-        raise ConfigurationError(f"{where}: defaults must be a table, got {nested!r}")
-    defaults = dict(nested)
-    defaults.update({k: v for k, v in entry.items() if k not in ("provider", "model", "defaults")})
-    for key, value in defaults.items():
-        if key not in DEFAULTABLE:
-            raise ConfigurationError(f"{where}: unknown parameter {key!r} (allowed: {', '.join(sorted(DEFAULTABLE))})")
-        if not isinstance(value, str):
-            raise ConfigurationError(f"{where}: {key} must be a string, got {value!r}")
-        choices = DEFAULTABLE[key]
-        if choices is not None and value not in choices:
-            raise ConfigurationError(f"{where}: {key} must be one of {', '.join(choices)}, got {value!r}")
-    if "size" in defaults and size_problem(defaults["size"]):
-        raise ConfigurationError(f"{where}: {size_problem(defaults['size'])}")
-    return Route(name, provider, model, tuple(sorted(defaults.items())))
+    def collisions(self) -> list[Collision]:
+        """The bare ids (aliases and upstream models) more than one provider offers, and where each goes."""
+        offered: dict[str, list[str]] = {}
+        for provider, door in self.doors.items():
+            for model in dict.fromkeys((*door.aliases, *door.models)):
+                offered.setdefault(model, []).append(provider)
+        found = []
+        for model, providers in offered.items():
+            route = self._lookup(model)
+            if len(providers) > 1 and route is not None:
+                found.append(Collision(model, tuple(providers), route.provider, model in self.configured))
+        return found

@@ -172,6 +172,8 @@ class EchoProvider:
     aliases: ClassVar[dict[str, Alias]] = {"echo-latest": Alias("echo-1")}
     alias_patterns: ClassVar[tuple[Any, ...]] = ()
     priors: ClassVar[dict[str, LatencyPrior]] = {"echo": LatencyPrior(0.01, 0.02)}
+    passthrough = False  # echo/<anything else> is an unknown model
+    declarable: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, context: ProviderContext) -> None:
         self._http = context.http

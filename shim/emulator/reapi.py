@@ -40,6 +40,11 @@ reapi-overview.txt, G = reapi-gpt-image-2-official.txt, N = reapi-notes.md, Q = 
   invalid JSON 20001            ours (the validation table names no code for it)
   model or prompt missing 20002 O "Both `model` and `prompt` are required" (code 20002 in the example)
   unknown model 20004           ours (no code is documented)
+  the 13 image models           G's navigation lists them; besides the two G and N describe, each has the
+                                cheap channel's rules (strict: N's gpt-image-2, the narrowest surface) and a
+                                flat price of ours (reapi_catalog.FLAT_PRICES)
+  future-lite-<x>, future-<x>   ours: models added after our documents, with gpt-image-2's and with
+                                gpt-image-2-official's rules and prices (for pass-through tests)
   prompt empty 20002, > 4000 20007
                                 G "Missing / empty -> 400 prompt is required (code 20002). Longer than 4,000
                                 chars -> 400 prompt must be at most 4000 characters (code 20007)"

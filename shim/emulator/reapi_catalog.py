@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
@@ -27,8 +27,42 @@ FLAT_PRICES: dict[str, dict[Resolution, int]] = {
     "gemini-3-pro-image-preview": {"1k": 134, "2k": 134, "4k": 240},
     "gemini-3.1-flash-image-preview": {"1k": 67, "2k": 101, "4k": 151},
     "doubao-seedream-5-0-lite": {"1k": 35, "2k": 35, "4k": 35},
+    # The rest of the 13 image models in G's navigation: named there, described nowhere, so they keep the
+    # cheap channel's rules (strict: the narrowest documented surface); their prices are ours.
+    "midjourney-v8": {"1k": 80, "2k": 80, "4k": 120},
+    "flux-2": {"1k": 30, "2k": 45, "4k": 60},
+    "z-image": {"1k": 10, "2k": 15, "4k": 20},
+    "qwen-image-2": {"1k": 25, "2k": 25, "4k": 40},
+    "midjourney-v7": {"1k": 60, "2k": 60, "4k": 90},
+    "wan-2-7-image": {"1k": 30, "2k": 30, "4k": 45},
+    "imagen-4-0": {"1k": 40, "2k": 40, "4k": 60},
 }
 MODELS = frozenset({OFFICIAL, *FLAT_PRICES})
+# Ours: models reAPI adds after our documents (for tests of a shim that has never heard of them). An id
+# starting "future-lite-" has the cheap channel's rules and gpt-image-2's prices; any other "future-<x>" has
+# gpt-image-2-official's surface (n 1-4, pixel strings, quality, mask, background, moderation) and prices.
+FUTURE = "future-"
+FUTURE_LITE = "future-lite-"
+
+
+def full_surface(model: str) -> bool:
+    """Whether a model takes what gpt-image-2-official takes (batches, pixel sizes, quality, mask...)."""
+    future = model.startswith(FUTURE) and len(model) > len(FUTURE) and not model.startswith(FUTURE_LITE)
+    return model == OFFICIAL or future
+
+
+def _lite(model: str) -> bool:
+    return model.startswith(FUTURE_LITE) and len(model) > len(FUTURE_LITE)
+
+
+def flat_prices(model: str) -> dict[Resolution, int] | None:
+    """A cheap-channel model's credits per image by resolution; None for a full-surface or unknown one."""
+    return FLAT_PRICES.get(model) or (FLAT_PRICES["gpt-image-2"] if _lite(model) else None)
+
+
+def known_model(model: str) -> bool:
+    return full_surface(model) or flat_prices(model) is not None
+
 
 # gpt-image-2-official per-image credits at 1k (our guess; the doc defers to the live model page);
 # 2k costs x2, 4k x3, and the widest ratios cost 10% more at 2k/4k ("slightly more for the widest ratios").
@@ -117,9 +151,9 @@ class ImageSpec:
     mask_url: str | None = None
 
 
-def parse_common(raw: bytes, models: Collection[str]) -> tuple[dict[str, Any], str, str]:
-    """What every submit checks first, in the documented order: the JSON body, its `model` (one of `models`)
-    and `prompt`. Returns (body, model, prompt) or raises `ReapiError`."""
+def parse_common(raw: bytes, known: Callable[[str], bool]) -> tuple[dict[str, Any], str, str]:
+    """What every submit checks first, in the documented order: the JSON body, its `model` (one `known`
+    says it has) and `prompt`. Returns (body, model, prompt) or raises `ReapiError`."""
     try:
         body = json.loads(raw)
     except ValueError:
@@ -131,7 +165,7 @@ def parse_common(raw: bytes, models: Collection[str]) -> tuple[dict[str, Any], s
         raise ReapiError(400, 20002, "Both `model` and `prompt` are required")
     if not isinstance(model, str):
         raise invalid("model must be a string")
-    if model not in models:
+    if not known(model):
         raise ReapiError(400, 20004, f"unknown model {_show(model)}")
     if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
         raise ReapiError(400, 20002, "prompt is required")
@@ -144,8 +178,8 @@ def parse_common(raw: bytes, models: Collection[str]) -> tuple[dict[str, Any], s
 
 def parse_request(raw: bytes) -> tuple[dict[str, Any], ImageSpec]:
     """Validate a submit body in the documented order; return (body, spec) or raise `ReapiError`."""
-    body, model, prompt = parse_common(raw, MODELS)
-    official = model == OFFICIAL
+    body, model, prompt = parse_common(raw, known_model)
+    official = full_surface(model)
     if not official:
         for name in ("quality", "mask_url", "background", "moderation"):
             if body.get(name) is not None:
@@ -283,8 +317,9 @@ def dimensions(ratio: str, resolution: Resolution) -> tuple[int, int]:
 
 def price(spec: ImageSpec) -> int:
     """Credits charged on submit: ceil(per-image rate x n); auto/omitted size bills the dearest ratio."""
-    if spec.model != OFFICIAL:
-        return FLAT_PRICES[spec.model][spec.resolution] * spec.n
+    flat = flat_prices(spec.model)
+    if flat is not None:
+        return flat[spec.resolution] * spec.n
     tier = "high" if spec.quality == "auto" else spec.quality
     per_image = Fraction(OFFICIAL_1K[tier] * RESOLUTION_FACTOR[spec.resolution])
     if spec.resolution != "1k" and (spec.ratio is None or spec.ratio in WIDEST):
@@ -294,5 +329,5 @@ def price(spec: ImageSpec) -> int:
 
 def latency_bounds(spec: ImageSpec) -> tuple[float, float]:
     """Unscaled (min, max) seconds from submit to a terminal state."""
-    tier = "low" if spec.model != OFFICIAL else ("high" if spec.quality == "auto" else spec.quality)
+    tier = "low" if not full_surface(spec.model) else ("high" if spec.quality == "auto" else spec.quality)
     return LATENCY[(tier, spec.resolution)]

@@ -136,7 +136,7 @@ class VideoSpec:
 
 def parse_video_request(raw: bytes) -> tuple[dict[str, Any], VideoSpec]:
     """Validate a video submit body; return (body, spec) or raise `ReapiError` (the rule table above)."""
-    body, model, prompt = parse_common(raw, MODELS)
+    body, model, prompt = parse_common(raw, MODELS.__contains__)
     for name in IMAGE_ONLY_FIELDS:
         if body.get(name) is not None:
             raise invalid(f"{name} is not supported by {model}")

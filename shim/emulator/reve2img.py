@@ -33,7 +33,8 @@ or that a careless client would misread):
     400 INVALID_PARAMETER for a body that is not a JSON object
                         "Invalid JSON, or a parameter is invalid / missing"
     400 INVALID_MODEL   "Unknown or missing model"; the catalog (reve-2.0, reve-2.0-fast, flux-2,
-                        seedream-4.0) and prices: ours (the category pages are not in our documents)
+                        seedream-4.0) and prices: ours (the category pages are not in our documents); so
+                        are future-<x> ids, accepted as models added after our documents (flux-2's terms)
     400 INVALID_PROMPT  "prompt is missing or empty"; strict: required for every model ("Usually")
     prompt length       no limit (the reference sets none)
     aspect_ratio        the field is named ("e.g. image_urls, aspect_ratio"), its values are not: the seven
@@ -80,10 +81,10 @@ from shim.emulator.ratelimit import SlidingWindowLimiter, retry_after_seconds
 from shim.emulator.reve2img_catalog import (
     ERROR_STATUS,
     ERROR_TEXT,
-    MODELS,
     ApiError,
     TaskRecord,
     key_digest,
+    model_of,
     parse_generate,
     task_data,
 )
@@ -254,7 +255,8 @@ class Reve2imgEmulator:
         return task
 
     def _is_synchronous(self, task: TaskRecord) -> bool:
-        return task.ready_at == task.created and MODELS[task.model].synchronous
+        model = model_of(task.model)
+        return task.ready_at == task.created and model is not None and model.synchronous
 
     def _settle(self, now: float) -> None:
         for task_id in [t for t in self._pending if self._tasks[t].ready_at <= now]:

@@ -97,6 +97,20 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("seedream-4.0", price=15, latency=(20.0, 40.0)),
     )
 }
+# Ours: any "future-<x>" id is a model added after our documents (for tests of a shim that has never heard
+# of it): asynchronous, priced and timed as flux-2.
+FUTURE = "future-"
+
+
+def model_of(model_id: object) -> ModelSpec | None:
+    """The catalog's model of an id (a future one made on the fly), or None: INVALID_MODEL."""
+    if not isinstance(model_id, str):
+        return None
+    if model_id.startswith(FUTURE) and len(model_id) > len(FUTURE):
+        return ModelSpec(model_id, price=MODELS["flux-2"].price, latency=MODELS["flux-2"].latency)
+    return MODELS.get(model_id)
+
+
 IMAGE_URL_PRICE = 2
 # Ours: the reference names image_urls but sets no count (the shim sends what the client gave).
 MAX_IMAGE_URLS = 4
@@ -200,7 +214,8 @@ def parse_generate(raw: bytes) -> Generation:
     model_id = body.get("model")
     if model_id is not None and not isinstance(model_id, str):
         raise ApiError("INVALID_PARAMETER", "model must be a string.")
-    if not model_id or model_id not in MODELS:
+    model = model_of(model_id)
+    if model is None:
         raise ApiError("INVALID_MODEL", f"Unknown or missing model: {model_id!r}.")
 
     prompt = body.get("prompt")
@@ -216,7 +231,7 @@ def parse_generate(raw: bytes) -> Generation:
         raise ApiError("INVALID_PARAMETER", f"aspect_ratio {ratio!r} is not one of {', '.join(ASPECT_SIZES)}.")
 
     return Generation(
-        model=MODELS[model_id],
+        model=model,
         prompt=prompt,
         aspect_ratio=ratio,
         image_urls=_image_urls(body.get("image_urls")),

@@ -2,14 +2,16 @@
 
 A provider is a pure codec (check and plan a job's submissions, read tasks, map errors) plus two I/O calls,
 `submit` and `poll`. Each adapter declares its own door: its default settings (read as SHIM_<NAME>_*), its
-model catalog and its aliases (the public ids it answers for); nothing outside `providers/` names a provider.
+model catalog and its aliases (the public ids it answers for), whether it passes ids it does not know to its
+upstream, and which capabilities a SHIM_CONFIG declaration may give a model; nothing outside `providers/`
+names a provider.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
@@ -21,7 +23,14 @@ from ..types import LatencyPrior, Spec, Submission, Task
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """What one upstream model accepts."""
+    """What one upstream model accepts. The defaults are the conservative profile (reAPI's cheap channel): one
+    image per task, ratio sizes, up to 16 input images, no quality, background, moderation or mask; an id an
+    adapter has no entry for (a pass-through id) is planned with it.
+
+    `pixel_sizes`: a WxH size is sent as given; `synchronous`: the task is usually done at submit (its
+    latency prior is near zero); `latency`: a declared end-to-end range (SHIM_CONFIG), None for the
+    adapter's own table.
+    """
 
     id: str
     max_batch: int = 1
@@ -30,6 +39,30 @@ class ModelSpec:
     moderation: bool = False
     mask: bool = False
     max_image_urls: int = 16
+    pixel_sizes: bool = False
+    synchronous: bool = False
+    latency: LatencyPrior | None = None
+
+
+#: The latency prior of a model declared synchronous: done at submit, or within seconds.
+SYNCHRONOUS_PRIOR = LatencyPrior(0.0, 2.0)
+#: What a SHIM_CONFIG declaration may set, beyond `latency`: ModelSpec's capability fields.
+CAPABILITIES = (
+    "max_batch",
+    "pixel_sizes",
+    "quality",
+    "background",
+    "moderation",
+    "mask",
+    "max_image_urls",
+    "synchronous",
+)
+
+
+def spec_of(catalog: Mapping[str, ModelSpec], model: str) -> ModelSpec:
+    """The catalog's entry of an upstream id, else the conservative profile (a pass-through id: the upstream
+    validates it)."""
+    return catalog.get(model) or ModelSpec(model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +82,8 @@ class ProviderContext:
     http: httpx.AsyncClient
     settings: UpstreamSettings
     timeout: float
+    #: Upstream models SHIM_CONFIG declares for this adapter (they join, or replace, its catalog's entries).
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
 
 
 class Provider(Protocol):
@@ -107,6 +142,18 @@ class ProviderFactory(Protocol):
 
     @property
     def alias_patterns(self) -> tuple[tuple[re.Pattern[str], Alias], ...]: ...
+
+    @property
+    def passthrough(self) -> bool:
+        """Whether `<name>/<any id>` may reach the upstream for an id not in the catalog (planned with the
+        conservative profile; the upstream validates the id)."""
+        ...
+
+    @property
+    def declarable(self) -> frozenset[str]:
+        """The CAPABILITIES a SHIM_CONFIG declaration may set away from the conservative profile for this
+        adapter (those its codec gives an effect); `latency` is always declarable."""
+        ...
 
     def __call__(self, context: ProviderContext, /) -> Provider: ...
 

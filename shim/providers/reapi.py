@@ -7,8 +7,9 @@ from urllib.parse import quote
 
 from .. import errors
 from ..config import UpstreamSettings
-from ..types import Submission, Task
+from ..types import Spec, Submission, Task
 from . import reapi_codec as codec
+from .base import CAPABILITIES, ProviderContext
 from .http import HttpAdapter
 from .transport import retry_after_seconds
 
@@ -20,10 +21,22 @@ class ReapiProvider(HttpAdapter):
     aliases = codec.ALIASES
     alias_patterns = codec.ALIAS_PATTERNS
     priors = codec.PRIORS
+    passthrough = True  # reAPI validates the model: an unknown one is a 400 (mapped to model_not_found)
+    declarable = frozenset(CAPABILITIES)  # each has its wire field (n, size, quality, ..., mask_url)
 
-    check = staticmethod(codec.check)
-    plan = staticmethod(codec.plan)
     failure = staticmethod(codec.task_failure)
+
+    def __init__(self, context: ProviderContext) -> None:
+        super().__init__(context)
+        if context.models:  # declared in SHIM_CONFIG: they join the catalog, with their priors
+            self.catalog = {**codec.CATALOG, **context.models}
+            self.priors = codec.priors(self.catalog)
+
+    def check(self, spec: Spec) -> None:
+        codec.check(spec, self.catalog)
+
+    def plan(self, spec: Spec) -> list[Submission]:
+        return codec.plan(spec, self.catalog)
 
     async def submit(self, submission: Submission, key: str) -> Task:
         reply = await self._call("submit", "POST", "/images/generations", key, body=submission.body)

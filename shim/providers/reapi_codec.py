@@ -14,9 +14,21 @@ from .. import errors
 from ..sizes import nearest_ratio, parse_pixels
 from ..types import ImageSpec, LatencyPrior, Spec, Submission, Task
 from ..untrusted import printable
-from .base import Alias, ModelSpec, submitted_id, url_strings
+from .base import SYNCHRONOUS_PRIOR, Alias, ModelSpec, spec_of, submitted_id, url_strings
 
 OFFICIAL = "gpt-image-2-official"
+#: The rest of the 13 image models in the navigation of the gpt-image-2-official page. Our documents name
+#: them and nothing more, so they get the conservative profile of the cheap channel (ModelSpec's defaults:
+#: one image per task, ratio sizes with tiers, up to 16 image_urls, no quality/mask/background/moderation).
+NAVIGATION_MODELS = (
+    "midjourney-v8",
+    "flux-2",
+    "z-image",
+    "qwen-image-2",
+    "midjourney-v7",
+    "wan-2-7-image",
+    "imagen-4-0",
+)
 CATALOG: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in (
@@ -26,6 +38,7 @@ CATALOG: dict[str, ModelSpec] = {
         ModelSpec("gemini-3-pro-image-preview"),
         ModelSpec("gemini-3.1-flash-image-preview"),
         ModelSpec("doubao-seedream-5-0-lite"),
+        *(ModelSpec(model) for model in NAVIGATION_MODELS),
     )
 }  # fmt: skip
 
@@ -76,15 +89,30 @@ _PRIOR_TABLE = {
     ("low", "2k"): (30, 60), ("medium", "2k"): (45, 90), ("high", "2k"): (60, 120),
     ("low", "4k"): (60, 120), ("medium", "4k"): (90, 150), ("high", "4k"): (120, 180),
 }  # fmt: skip
-PRIORS: dict[str, LatencyPrior] = {
-    f"reapi/{model}/{quality}/{tier}": LatencyPrior(low, high)
-    for model in CATALOG
-    for (quality, tier), (low, high) in _PRIOR_TABLE.items()
-}
 
 
-def latency_class(model: str, quality: str | None, resolution: str | None) -> str:
-    spec = CATALOG.get(model)
+def priors(catalog: Mapping[str, ModelSpec]) -> dict[str, LatencyPrior]:
+    """The latency priors of a catalog's models: a declared `latency` (or near zero for a synchronous model)
+    for every class of the model, else the documented table (cheap channels read its low cells). An id
+    outside the catalog (pass-through) has none: it borrows from its relatives, else the whole range."""
+    found: dict[str, LatencyPrior] = {}
+    for model, spec in catalog.items():
+        declared = spec.latency or (SYNCHRONOUS_PRIOR if spec.synchronous else None)
+        if declared is not None:
+            found[f"reapi/{model}"] = declared
+            continue
+        for (quality, tier), (low, high) in _PRIOR_TABLE.items():
+            found[f"reapi/{model}/{quality}/{tier}"] = LatencyPrior(low, high)
+    return found
+
+
+PRIORS = priors(CATALOG)
+
+
+def latency_class(
+    model: str, quality: str | None, resolution: str | None, catalog: Mapping[str, ModelSpec] = CATALOG
+) -> str:
+    spec = catalog.get(model)
     tier = (resolution or "1k").lower()
     if spec is None or not spec.quality:
         return f"reapi/{model}/low/{tier}"  # the cheap channels run like low quality
@@ -137,6 +165,19 @@ def map_size(size: str | None, resolution: str | None) -> tuple[str | None, str 
     return ratio, tier, "x".join(map(str, cell))
 
 
+def wire_size(
+    model: ModelSpec, size: str | None, resolution: str | None
+) -> tuple[str | None, str | None, str | None, str]:
+    """(upstream size, upstream resolution, reported size, tier) for `model`: `map_size`, except that a model
+    declared to take pixels (`pixel_sizes`) gets a WxH as given, with no resolution and no reported size (its
+    output pixels are not documented), unless the request names a resolution (how the two combine is not
+    documented) or needs 4k (which "requires size to be one of" the six widescreen ratios)."""
+    sent, tier, reported = map_size(size, resolution)
+    if model.pixel_sizes and size is not None and parse_pixels(size) and resolution is None and tier != "4k":
+        return size, None, None, tier or "1k"
+    return sent, tier, reported, tier or "1k"
+
+
 def _batches(n: int, max_batch: int) -> list[int]:
     full, rest = divmod(n, max_batch)
     return [max_batch] * full + ([rest] if rest else [])
@@ -157,9 +198,10 @@ MAX_PROMPT = 4000
 QUALITY_TIERS = {"standard": "medium", "hd": "high", "xhigh": "high", "max": "high"}
 
 
-def check(spec: Spec) -> None:
-    """What reAPI cannot take, refused before anything is stored or spent."""
-    model = CATALOG[spec.route.upstream_model]
+def check(spec: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> None:
+    """What reAPI cannot take, refused before anything is stored or spent (an id outside `catalog`, passed
+    through, is held to the conservative profile)."""
+    model = spec_of(catalog, spec.route.upstream_model)
     if len(spec.prompt) > MAX_PROMPT:
         raise errors.PromptTooLong(len(spec.prompt), MAX_PROMPT, spec.route.public_id)
     if spec.size is not None and ":" in spec.size and spec.size not in RATIOS:
@@ -180,16 +222,17 @@ def check(spec: Spec) -> None:
     map_size(spec.size, spec.resolution)  # the 4K rule
 
 
-def plan(spec: Spec) -> list[Submission]:
-    """The reAPI submissions for a job: batches of up to 4 on the official channel, n tasks elsewhere."""
-    check(spec)
-    return _plan_images(spec)
+def plan(spec: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> list[Submission]:
+    """The reAPI submissions for a job: batches of up to a model's max_batch (4 on the official channel), n
+    tasks of one elsewhere."""
+    check(spec, catalog)
+    return _plan_images(spec, catalog)
 
 
-def _plan_images(job: ImageSpec) -> list[Submission]:
+def _plan_images(job: ImageSpec, catalog: Mapping[str, ModelSpec]) -> list[Submission]:
     model = job.route.upstream_model
-    spec = CATALOG[model]
-    size, resolution, reported = map_size(job.size, job.resolution)
+    spec = spec_of(catalog, model)
+    size, resolution, reported, size_tier = wire_size(spec, job.size, job.resolution)
     body: dict[str, Any] = {"model": model, "prompt": job.prompt}
     if size is not None:
         body["size"] = size
@@ -209,7 +252,7 @@ def _plan_images(job: ImageSpec) -> list[Submission]:
         body["image_urls"] = list(job.image_urls)
     if job.mask_url:
         body["mask_url"] = job.mask_url
-    klass = latency_class(model, quality, resolution)
+    klass = latency_class(model, quality, size_tier, catalog)
     submissions = []
     for count in _batches(job.n, spec.max_batch):
         sub_body = dict(body, n=count) if spec.max_batch > 1 else body
@@ -278,6 +321,19 @@ def task_failure(task: Task) -> errors.ShimError:
 _PARAMS = ("prompt", "size", "resolution", "quality", "background", "moderation", "image_urls", "mask_url", "n")
 #: The moderation code is not in our documents; 20010 is what the emulator uses (see README, limitations).
 MODERATION_CODES = frozenset({20010})
+#: Nor is the unknown-model code: 20004 is the emulator's; any 2xxxx (or bare 400) whose message says the
+#: model is unknown or invalid counts too, whatever its code.
+UNKNOWN_MODEL_CODES = frozenset({20004})
+_UNKNOWN_MODEL = re.compile(
+    r"\b(?:unknown|invalid|unsupported|unrecognized)\s+model\b"
+    r"|\bmodel\b\W+(?:\S+\W+)?(?:is\s+)?(?:not\s+found|does\s+not\s+exist|not\s+supported|unknown|invalid)",
+    re.IGNORECASE,
+)
+
+
+def unknown_model(code: int, message: str) -> bool:
+    """Whether a validation error says the upstream does not know the model (see UNKNOWN_MODEL_CODES)."""
+    return code in UNKNOWN_MODEL_CODES or _UNKNOWN_MODEL.search(message) is not None
 
 
 def _param_of(message: str) -> str | None:
@@ -309,6 +365,12 @@ def map_error(status: int, payload: object, retry_after: float) -> Exception:
     if code in MODERATION_CODES or (kind == 2 and "moderat" in message.lower()):
         return errors.ContentPolicyViolation(
             f"Your request was rejected by the upstream's safety system ({upstream}). No credits were charged.",
+            upstream_request_id=request_id,
+        )
+    if (kind == 2 or status == 400) and unknown_model(code, message):
+        return errors.ModelNotFound(
+            f"The model does not exist upstream or you do not have access to it ({upstream}).",
+            param="model",
             upstream_request_id=request_id,
         )
     if kind == 2 or status == 400:

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 from .. import errors
 from ..config import UpstreamSettings
-from ..types import Submission, Task
+from ..types import Spec, Submission, Task
 from . import reve2img_codec as codec
-from .base import Alias
+from .base import Alias, ProviderContext
 from .http import HttpAdapter, Reply
 from .transport import retry_after_seconds
 
@@ -23,10 +23,24 @@ class Reve2imgProvider(HttpAdapter):
     aliases: ClassVar[dict[str, Alias]] = {}
     alias_patterns: ClassVar[tuple[tuple[re.Pattern[str], Alias], ...]] = ()
     priors = codec.PRIORS
+    # The reference lists no models at all ("See the model category pages"), and answers INVALID_MODEL.
+    passthrough = True
+    # Its reference documents no n, pixel size, quality, background, moderation or mask field to send.
+    declarable = frozenset({"max_image_urls", "synchronous"})
 
-    check = staticmethod(codec.check)
-    plan = staticmethod(codec.plan)
     failure = staticmethod(codec.task_failure)
+
+    def __init__(self, context: ProviderContext) -> None:
+        super().__init__(context)
+        if context.models:  # declared in SHIM_CONFIG: they join the catalog, with their priors
+            self.catalog = {**codec.CATALOG, **context.models}
+            self.priors = {**codec.PRIORS, **codec.priors(context.models)}
+
+    def check(self, spec: Spec) -> None:
+        codec.check(spec, self.catalog)
+
+    def plan(self, spec: Spec) -> list[Submission]:
+        return codec.plan(spec, self.catalog)
 
     async def submit(self, submission: Submission, key: str) -> Task:
         reply = await self._call("submit", "POST", "/generate", key, body=submission.body)

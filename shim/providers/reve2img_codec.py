@@ -16,7 +16,7 @@ from .. import errors
 from ..sizes import COMMON_RATIOS, nearest_ratio, parse_pixels
 from ..types import LatencyPrior, Spec, Submission, Task, TaskStatus
 from ..untrusted import printable
-from .base import ModelSpec, submitted_id, url_strings
+from .base import SYNCHRONOUS_PRIOR, ModelSpec, spec_of, submitted_id, url_strings
 
 #: Synchronous models (reve-2.0, "may return SUCCESS ... right away") and asynchronous ones.
 CATALOG: dict[str, ModelSpec] = {
@@ -29,6 +29,19 @@ PRIORS: dict[str, LatencyPrior] = {
     "reve2img/flux-2": LatencyPrior(10, 20),
     "reve2img/seedream-4.0": LatencyPrior(20, 40),
 }
+
+
+def priors(models: Mapping[str, ModelSpec]) -> dict[str, LatencyPrior]:
+    """The priors of declared models: their `latency`, or near zero for a synchronous one (the others, and
+    pass-through ids, have none: they borrow from their relatives, else the whole range)."""
+    found = {}
+    for model, spec in models.items():
+        declared = spec.latency or (SYNCHRONOUS_PRIOR if spec.synchronous else None)
+        if declared is not None:
+            found[f"reve2img/{model}"] = declared
+    return found
+
+
 STATUSES: dict[str, TaskStatus] = {"IN_PROGRESS": "processing", "SUCCESS": "completed", "FAILED": "failed"}
 #: The reference's error table, NAME -> HTTP status ("Errors return the HTTP status code in both the HTTP
 #: response and `code`, with a machine-readable `message`").
@@ -57,9 +70,10 @@ def aspect_ratio(size: str | None) -> str | None:
     return nearest_ratio(pixels[0], pixels[1], COMMON_RATIOS)
 
 
-def check(job: Spec) -> None:
-    """What reve2img cannot take (masks), refused before anything is stored or spent."""
-    spec = CATALOG[job.route.upstream_model]
+def check(job: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> None:
+    """What reve2img cannot take (masks), refused before anything is stored or spent (an id outside
+    `catalog`, passed through, is held to the conservative profile)."""
+    spec = spec_of(catalog, job.route.upstream_model)
     if job.mask_url:
         raise errors.InvalidRequest(
             f"'mask' is not supported by model '{job.route.public_id}'. Use gpt-image-2-official "
@@ -75,9 +89,9 @@ def check(job: Spec) -> None:
         )
 
 
-def plan(job: Spec) -> list[Submission]:
+def plan(job: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> list[Submission]:
     """One task per image (the API makes one image per task)."""
-    check(job)
+    check(job, catalog)
     model = job.route.upstream_model
     ratio = aspect_ratio(job.size)
     body: dict[str, Any] = {"model": model, "prompt": job.prompt}
@@ -204,8 +218,12 @@ def map_error(status: int, payload: object, retry_after: float, *, submitting: b
             f"You exceeded your current quota: the upstream account has insufficient credits ({upstream}). "
             "Top up the reve2img balance; retrying will not help."
         )
-    if name in ("INVALID_PROMPT", "INVALID_MODEL", "INVALID_PARAMETER") or status == 400:
-        param = {"INVALID_PROMPT": "prompt", "INVALID_MODEL": "model"}.get(name) or _param_of(detail)
+    if name == "INVALID_MODEL":  # "Unknown or missing model", and the shim always sends one
+        return errors.ModelNotFound(
+            f"The model does not exist upstream or you do not have access to it ({upstream}).", param="model"
+        )
+    if name in ("INVALID_PROMPT", "INVALID_PARAMETER") or status == 400:
+        param = {"INVALID_PROMPT": "prompt"}.get(name) or _param_of(detail)
         return errors.InvalidRequest(
             f"The upstream rejected the request ({upstream}).", param=param, code="invalid_value"
         )

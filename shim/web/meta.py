@@ -10,14 +10,23 @@ from ..state import state_of
 
 
 async def list_models(request: Request) -> Response:
-    data = [model_object(model_id, owner) for model_id, owner in state_of(request).router.ids()]
-    return JSONResponse({"object": "list", "data": data})
+    """Every routable id, owned by its provider; `x_shim_passthrough` lists the `<provider>/*` prefixes that
+    also take ids not listed (passed to that upstream, which validates them). Clients ignore unknown keys."""
+    router = state_of(request).router
+    data = [model_object(model_id, owner) for model_id, owner in router.ids()]
+    prefixes = [f"{provider}/*" for provider in router.passthrough_providers()]
+    return JSONResponse({"object": "list", "data": data, "x_shim_passthrough": prefixes})
 
 
 async def retrieve_model(request: Request) -> Response:
+    """One routable id; a pass-through one (not in its provider's catalog) says so with x_shim_passthrough."""
     model_id = request.path_params["model_id"]
-    route = state_of(request).router.resolve(model_id)
-    return JSONResponse(model_object(model_id, route.provider))
+    router = state_of(request).router
+    route = router.resolve(model_id)
+    found = model_object(model_id, route.provider)
+    if router.passes_through(route):
+        found["x_shim_passthrough"] = True
+    return JSONResponse(found)
 
 
 def model_object(model_id: str, owner: str) -> dict[str, object]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from shim import errors
 from shim.providers import reapi_codec as codec
+from shim.providers.base import ModelSpec
 from shim.types import ImageSpec, Route, Task
 
 
@@ -208,3 +211,93 @@ def test_no_quality_is_not_sent_and_reported_auto() -> None:
     """Without a quality nothing is sent (the upstream's default) and the answer says auto."""
     (submission,) = codec.plan(_job(codec.OFFICIAL))
     assert "quality" not in submission.body and submission.quality == "auto"
+
+
+# --- ids the catalog does not have, and declared capabilities -------------------------------------------
+
+
+def test_passthrough_id_is_planned_with_the_conservative_profile() -> None:
+    """An id outside the catalog is planned as the cheap channel: n tasks of one, a ratio with its tier, no
+    quality, background or moderation sent."""
+    subs = codec.plan(
+        _job("some-future-model", 3, size="1792x1024", quality="high", background="opaque", moderation="low")
+    )
+    assert [s.count for s in subs] == [1, 1, 1]
+    assert all(
+        s.body == {"model": "some-future-model", "prompt": "p", "size": "16:9", "resolution": "2k"} for s in subs
+    )
+    assert subs[0].latency_class == "reapi/some-future-model/low/2k" and subs[0].size == "2048x1152"
+
+
+def test_passthrough_id_takes_no_mask() -> None:
+    """A mask on an id outside the catalog is refused before anything is sent (the conservative profile)."""
+    with pytest.raises(errors.InvalidRequest) as caught:
+        codec.check(_job("some-future-model", image_urls=("https://x/a.png",), mask_url="https://x/m.png"))
+    assert caught.value.code == "unsupported_parameter"
+
+
+DECLARED = {
+    "quad": ModelSpec("quad", max_batch=4, quality=True, background=True, moderation=True, mask=True),
+    "pixels": ModelSpec("pixels", pixel_sizes=True),
+    "text-only": ModelSpec("text-only", max_image_urls=0),
+}
+
+
+def test_declared_batches_and_fields_are_sent() -> None:
+    """A declared max_batch batches (n=6: 4 + 2, with n sent), and declared quality, background, moderation and
+    mask reach the body."""
+    job = _job("quad", 6, quality="hd", background="opaque", moderation="low", image_urls=("https://x/a.png",))
+    subs = codec.plan(dataclasses.replace(job, mask_url="https://x/m.png"), DECLARED)
+    assert [(s.count, s.body["n"]) for s in subs] == [(4, 4), (2, 2)]
+    assert {k: subs[0].body[k] for k in ("quality", "background", "moderation", "mask_url")} == {
+        "quality": "high", "background": "opaque", "moderation": "low", "mask_url": "https://x/m.png",
+    }  # fmt: skip
+    assert subs[0].latency_class == "reapi/quad/high/1k"
+
+
+@pytest.mark.parametrize(
+    ("size", "resolution", "sent", "reported", "klass"),
+    [
+        pytest.param("1280x720", None, ("1280x720", None), None, "reapi/pixels/low/1k", id="as-given"),
+        pytest.param("2400x1200", None, ("2400x1200", None), None, "reapi/pixels/low/2k", id="as-given-2k-class"),
+        pytest.param("3840x2160", None, ("16:9", "4k"), "3840x2160", "reapi/pixels/low/4k", id="4k-rule"),
+        pytest.param("1280x720", "2k", ("16:9", "2k"), "2048x1152", "reapi/pixels/low/2k", id="with-resolution"),
+        pytest.param("16:9", None, ("16:9", None), "1536x864", "reapi/pixels/low/1k", id="ratio"),
+    ],
+)
+def test_declared_pixel_sizes(size, resolution, sent, reported, klass) -> None:
+    """pixel_sizes sends a WxH as given (no resolution, output pixels unknown), except where the 4K rule wants
+    a ratio or the request names a resolution (how the two combine is not documented)."""
+    (sub,) = codec.plan(_job("pixels", size=size, resolution=resolution), DECLARED)
+    assert (sub.body.get("size"), sub.body.get("resolution")) == sent
+    assert (sub.size, sub.latency_class) == (reported, klass)
+
+
+def test_declared_max_image_urls() -> None:
+    """max_image_urls = 0 refuses any input image, before anything is sent."""
+    with pytest.raises(errors.InvalidRequest) as caught:
+        codec.check(_job("text-only", image_urls=("https://x/a.png",)), DECLARED)
+    assert caught.value.param == "image" and "at most 0" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "expected"),
+    [
+        pytest.param(400, 20004, 'unknown model "some-future-model"', errors.ModelNotFound, id="emulator-20004"),
+        pytest.param(400, 20003, "invalid model: x", errors.ModelNotFound, id="invalid-model-words"),
+        pytest.param(400, 20099, "Model 'x' does not exist", errors.ModelNotFound, id="does-not-exist"),
+        pytest.param(400, 0, "model not found", errors.ModelNotFound, id="bare-400"),
+        pytest.param(400, 20003, "unsupported model gpt-9", errors.ModelNotFound, id="unsupported-model"),
+        pytest.param(400, 20003, "quality is not supported by some-future-model", errors.InvalidRequest, id="field"),
+        pytest.param(400, 20003, "n must be 1 for this model", errors.InvalidRequest, id="n-for-this-model"),
+        pytest.param(400, 20003, "mask_url is not supported by model gpt-image-2", errors.InvalidRequest, id="mask"),
+        pytest.param(401, 10003, "invalid model key", errors.AuthenticationFailed, id="auth-first"),
+    ],
+)
+def test_unknown_model_answers(status, code, message, expected) -> None:
+    """A validation error saying the model is unknown or invalid (20004, or its words under any code) is 404
+    model_not_found naming `model`; other validation errors stay 400."""
+    error = codec.map_error(status, {"error": {"code": code or None, "message": message}}, 1.0)
+    assert type(error) is expected
+    if expected is errors.ModelNotFound:
+        assert (error.status, error.code, error.param) == (404, "model_not_found", "model") and message in error.message

@@ -13,10 +13,13 @@ from shim.app import create_app
 from shim.config import ConfigurationError, Settings
 from shim.providers import builtin_providers
 from shim.providers import reve2img_codec as codec
-from shim.routing import Door, Router, load_config
+from shim.routing import Door, Router
+from shim.routing_config import load_config
 from shim.types import ImageSpec, Route, Submission, Task
 
 DOORS = {name: Door.of(factory) for name, factory in builtin_providers().items()}
+#: The doors with SHIM_PASSTHROUGH off: ids outside the catalogs are unknown.
+CLOSED = {name: Door.of(factory, passthrough=False) for name, factory in builtin_providers().items()}
 CATALOGS = {name: door.models for name, door in DOORS.items()}
 OFFICIAL = "gpt-image-2-official"
 
@@ -98,16 +101,16 @@ def test_provider_model_ids(model, expected) -> None:
     ],
 )
 def test_unknown_model(model) -> None:
-    """An id that names no route is ModelNotFound naming the model parameter."""
+    """With pass-through off, an id that names no route is ModelNotFound naming the model parameter."""
     with pytest.raises(errors.ModelNotFound) as caught:
-        Router(DOORS, {}).resolve(model)
+        Router(CLOSED, {}).resolve(model)
     assert caught.value.param == "model" and caught.value.status == 404
 
 
 @pytest.mark.parametrize("model", ["dall-e-2", "gpt-image-1", "gpt-image-2.1-2026-01-01"])
 def test_alias_of_absent_provider(model) -> None:
     """Without the reapi provider, its aliases are unknown models rather than routes to nowhere."""
-    router = Router({"reve2img": DOORS["reve2img"]}, {})
+    router = Router({"reve2img": CLOSED["reve2img"]}, {})
     with pytest.raises(errors.ModelNotFound):
         router.resolve(model)
     assert model not in dict(router.ids())
@@ -132,11 +135,13 @@ def test_configured_name_wins_and_is_listed() -> None:
 
 
 def test_ids_lists_bare_and_prefixed_models() -> None:
-    """ids() names every upstream model bare and prefixed, with its provider as owner."""
+    """ids() names every upstream model prefixed with its provider as owner, and bare with the first provider
+    in registry order that offers it as owner."""
     owners = dict(Router(DOORS, {}).ids())
     for provider, models in CATALOGS.items():
         for model in models:
-            assert owners[model] == provider and owners[f"{provider}/{model}"] == provider
+            first = next(p for p, offered in CATALOGS.items() if model in offered)
+            assert owners[model] == first and owners[f"{provider}/{model}"] == provider
 
 
 # --- SHIM_CONFIG ---------------------------------------------------------------------------------------
@@ -164,7 +169,7 @@ model = "reve-2.0"
 response_format = "b64_json"
 """,
     )
-    assert load_config(path, CATALOGS) == {
+    assert load_config(path, DOORS).routes == {
         "house-style": Route("house-style", "reve2img", "flux-2", (("size", "16:9"),)),
         "crisp": Route(
             "crisp",
@@ -205,7 +210,7 @@ GOOD = 'provider = "reve2img"\nmodel = "flux-2"\n'
 def test_bad_entry_names_it(tmp_path, text, needle) -> None:
     """A bad model entry is a ConfigurationError that names the entry and what is wrong with it."""
     with pytest.raises(ConfigurationError) as caught:
-        load_config(write(tmp_path, text), CATALOGS)
+        load_config(write(tmp_path, text), DOORS)
     message = caught.value.message
     assert message.startswith('SHIM_CONFIG: [models."bad') and needle in message
 
@@ -223,7 +228,7 @@ def test_bad_file(tmp_path, text, needle) -> None:
     """A file that is not a models table is a ConfigurationError naming the file."""
     path = write(tmp_path, text)
     with pytest.raises(ConfigurationError) as caught:
-        load_config(path, CATALOGS)
+        load_config(path, DOORS)
     assert needle in caught.value.message and repr(path) in caught.value.message
 
 
@@ -231,7 +236,7 @@ def test_missing_file(tmp_path) -> None:
     """An unreadable path is a ConfigurationError naming it."""
     path = str(tmp_path / "absent.toml")
     with pytest.raises(ConfigurationError, match="cannot read") as caught:
-        load_config(path, CATALOGS)
+        load_config(path, DOORS)
     assert repr(path) in caught.value.message
 
 
@@ -474,7 +479,7 @@ ROWS = [  # the reference's error table: (HTTP, message)
 #: message -> (ours on submit, ours on poll, rendered status or None for a signal, param)
 EXPECTED: dict[str, tuple[type[Exception], type[Exception], int | None, str | None]] = {
     "INVALID_PROMPT": (errors.InvalidRequest, errors.InvalidRequest, 400, "prompt"),
-    "INVALID_MODEL": (errors.InvalidRequest, errors.InvalidRequest, 400, "model"),
+    "INVALID_MODEL": (errors.ModelNotFound, errors.ModelNotFound, 404, "model"),
     "INVALID_PARAMETER": (errors.InvalidRequest, errors.InvalidRequest, 400, None),
     "CONTENT_POLICY_VIOLATION": (errors.ContentPolicyViolation, errors.ContentPolicyViolation, 400, None),
     "INVALID_API_KEY": (errors.AuthenticationFailed, errors.AuthenticationFailed, 401, None),
