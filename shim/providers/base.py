@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
 
 from ..config import UpstreamSettings
 from ..errors import ShimError
+from ..events import Events
 from ..types import LatencyPrior, Spec, Submission, Task
 
 
@@ -44,11 +45,12 @@ class Alias:
 
 @dataclass(frozen=True, slots=True)
 class ProviderContext:
-    """What an adapter is built with."""
+    """What an adapter is built with; `events` takes what it wants to report (`upstream_request`...)."""
 
     http: httpx.AsyncClient
     settings: UpstreamSettings
     timeout: float
+    events: Events = field(default_factory=Events)
 
 
 class Provider(Protocol):
