@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -61,16 +61,16 @@ def metered_shim(reapi_upstream, reve2img_upstream) -> Iterator[ServedApp]:
         yield server
 
 
-def spend_budget(upstream: ServedApp, key: str) -> None:
+async def spend_budget(upstream: ServedApp, key: str) -> None:
     """Spend the key's whole second at the emulator (10 polls of no task), so the shim's next call gets a 429."""
-    with httpx.Client(base_url=upstream.url, headers={"Authorization": f"Bearer {key}"}) as http:
-        statuses = {http.get("/api/v1/tasks/task_none").status_code for _ in range(10)}
+    async with httpx.AsyncClient(base_url=upstream.url, headers={"Authorization": f"Bearer {key}"}) as http:
+        statuses = {(await http.get("/api/v1/tasks/task_none")).status_code for _ in range(10)}
     assert statuses == {404}
 
 
-async def traffic(server: ServedApp, key: str) -> list[int]:
-    """Three url generations at once, a b64 one, a failure, and a request retried with its Idempotency-Key:
-    the statuses answered."""
+async def traffic(server: ServedApp, key: str, first: Callable[[], Awaitable[None]]) -> list[int]:
+    """After `first`, three url generations at once, a b64 one, a failure, and a request retried with its
+    Idempotency-Key: the statuses answered."""
     client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
     statuses: list[int] = []
 
@@ -82,6 +82,7 @@ async def traffic(server: ServedApp, key: str) -> list[int]:
             statuses.append(exc.status_code)
 
     try:
+        await first()
         await asyncio.gather(*(generate(f"[latency=0.3] fox {i}", response_format="url") for i in range(3)))
         await generate("[latency=0.2] owl", model="gpt-image-1")  # b64_json: one download
         await generate("[fail=80003] doomed", response_format="url")
@@ -98,9 +99,13 @@ def test_counters_move_by_what_happened(metered_shim, reapi_upstream, reapi_stat
     before = scrape(metered_shim)
     assert value(before, "shim_requests_total", route=ROUTE) == 0
     assert value(before, "shim_upstream_rate_limited_total", provider="reapi", reason="rate_limited") == 0
-    spend_budget(reapi_upstream, key)
-    spent = reapi_state.counters(key)
-    statuses = asyncio.run(traffic(metered_shim, key))
+    spent: dict[str, int] = {}
+
+    async def spend() -> None:  # just before the shim's first call: the emulator's window is one second
+        await spend_budget(reapi_upstream, key)
+        spent.update(reapi_state.counters(key))
+
+    statuses = asyncio.run(traffic(metered_shim, key, spend))
     assert sorted(statuses) == [200] * 6 + [502]
     after = settled(metered_shim, lambda s: value(s, "shim_requests_total", route=ROUTE) == 7)
     emulator = {name: count - spent[name] for name, count in reapi_state.counters(key).items()}
