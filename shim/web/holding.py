@@ -48,6 +48,7 @@ async def hold(request: Request, job: Job) -> Outcome:
     outcome: Outcome | None = waiter.result()
     if outcome is None:
         jobs.hand_off(job)
+        jobs.keep_for_lookup(job)  # the answer names the job's URL: keep even a failure for it
         raise errors.RetryLater(
             f"The image is still being generated (job {job.id}). Retry the same request: it will attach to "
             f"this job and will not be charged again. Or GET {job_url(job)} with the same API key: it "

@@ -4,6 +4,7 @@ key only; the 503 hand-off names the job URL. Through httpx and the openai SDK, 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import time
@@ -204,6 +205,27 @@ def test_handoff_names_the_job_url(held_shim, reapi_state, key) -> None:
     _, done = until_done(held_shim.url + url, key)
     assert done.status_code == 200 and done.json()["data"][0]["url"]
     assert submits(reapi_state, key) == 1
+
+
+def test_handoff_keeps_a_failure_for_its_lookup(reapi_upstream, reve2img_upstream, key) -> None:
+    """A job handed off by a 503 whose submit is refused afterwards (nothing paid) is still kept: the URL the
+    503 named answers the refusal, not 404."""
+
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.8)  # the refusal comes after the hold budget
+        return httpx.Response(400, json={"error": {"code": 20010, "message": "prompt rejected by moderation"}})
+
+    settings = shim_settings(reapi_upstream, reve2img_upstream, hold_seconds=0.2)
+    with served(create_app(settings, transport=httpx.MockTransport(upstream))) as server:
+        response = httpx.post(
+            server.url + "/v1/images/generations",
+            json={"model": "dall-e-2", "prompt": "refused late"},
+            headers=auth(key),
+            timeout=10,
+        )
+        assert response.status_code == 503
+        _, refused = until_done(server.url + f"/v1/images/jobs/{response.headers['x-shim-job']}", key)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "content_policy_violation"
 
 
 def test_uncollected_job_is_no_longer_kept_after_its_ttl(reapi_upstream, reve2img_upstream, reapi_state, key) -> None:
