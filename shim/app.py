@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import httpx
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from .config import ConfigurationError, Settings
 from .events import Events
@@ -24,6 +25,7 @@ from .media import build_media_store
 from .media.base import MediaStore
 from .media.results import Downloader
 from .media.url_guard import AddressPolicy, GuardedTransport
+from .metrics import Metrics
 from .pacing.pacers import Pacers
 from .providers import builtin_providers
 from .providers.base import Provider, ProviderContext, ProviderFactory
@@ -52,14 +54,19 @@ def create_app(
     _check_state_dir(settings)
     factories = dict(providers or builtin_providers())
     router = build_router(factories, config_file=settings.config_file, passthrough=settings.passthrough)
+    metrics = Metrics()  # a registry of this app's own: several apps in one process never collide
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with _runtime(settings, router, factories, transport, clock=clock, sleep=sleep, wall=wall) as state:
+            state.events.subscribe(metrics)
+            metrics.watch(state.pacers)
             app.state.shim = state
-            yield
+            async with _sweeping(state.jobs, settings.result_ttl_seconds, sleep):
+                yield
 
-    app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers=HANDLERS)
+    table = [*routes(), Route("/metrics", metrics.endpoint, methods=["GET"])]
+    app = Starlette(routes=table, lifespan=lifespan, exception_handlers=HANDLERS)
     middleware.install(app)
     app.state.settings = settings
     return app
@@ -88,14 +95,16 @@ async def _runtime(
         httpx.AsyncClient(transport=transport, limits=limits) as http,
         httpx.AsyncClient(transport=guarded, follow_redirects=True, max_redirects=3) as download_http,
     ):
-        built: dict[str, Provider] = {
+        events = Events(log_event)
+        built = {
             name: factory(
-                ProviderContext(http, upstreams[name], settings.upstream_timeout, router.doors[name].declared)
+                ProviderContext(
+                    http, upstreams[name], settings.upstream_timeout, router.doors[name].declared, events=events
+                )
             )
             for name, factory in factories.items()
         }
         pacers = {name: _pacers(settings, provider, clock, sleep) for name, provider in built.items()}
-        events = Events(log_event)
         media = build_media_store(settings, http=http)
         journal = open_journal(settings, wall)  # last thing that may fail: the finally below closes it
         jobs = Jobs(
@@ -110,12 +119,9 @@ async def _runtime(
             wall=wall,
         )
         downloader = Downloader(
-            download_http,
-            workers,
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
-            timeout=settings.download_timeout,
-        )
+            download_http, workers, settings.max_image_bytes, settings.max_image_pixels, settings.download_timeout,
+            events=events,
+        )  # fmt: skip
         try:
             yield ShimState(settings, router, pacers, jobs, workers, downloader, media, events)
         finally:
@@ -126,6 +132,22 @@ async def _runtime(
             if journal is not None:
                 journal.close()
             workers.close()
+
+
+@contextlib.asynccontextmanager
+async def _sweeping(jobs: Jobs, result_ttl: float, sleep: Callable[[float], Awaitable[None]]) -> AsyncIterator[None]:
+    """Expired results leave the registry on time (and are counted) even when no new job comes along."""
+
+    async def sweep() -> None:
+        while True:
+            await sleep(min(max(result_ttl / 4, 0.05), 30.0))
+            jobs.sweep()
+
+    sweeper = asyncio.get_running_loop().create_task(sweep())
+    try:
+        yield
+    finally:
+        sweeper.cancel()
 
 
 def _pacers(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from . import logs
 from .config import ConfigurationError, Settings
 from .emulator import EMULATORS
 
@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         defaults = {name: factory.defaults for name, factory in builtin_providers().items()}
         settings = Settings.from_env(os.environ, defaults)
+        # The shim's own lines (one per job event; ids and outcomes, never a key) beside uvicorn's, in the
+        # chosen format from the first one on (building the app may already log: route collisions).
+        logs.configure(settings.log_level, settings.log_format)
         if args.command == "serve":
             from .app import create_app
 
@@ -64,10 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"shim: configuration error: {exc.message}", file=sys.stderr)
         return 2
-    # The shim's own lines (one per job event; ids and outcomes, never a key) beside uvicorn's.
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     if args.command == "emulator":
-        uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level)
+        log_config = logs.uvicorn_log_config(settings.log_format) or uvicorn.config.LOGGING_CONFIG
+        uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level, log_config=log_config)
         return 0
     from .server import raise_open_files_limit, uvicorn_config
 

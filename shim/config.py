@@ -101,6 +101,7 @@ class Settings:
     passthrough: bool = True
     state_dir: str | None = None
     log_level: str = "info"
+    log_format: str = "text"
 
     def upstream(self, name: str, default: UpstreamSettings) -> UpstreamSettings:
         """The settings of upstream `name`: as configured, else its adapter's `default`."""
@@ -118,6 +119,9 @@ class Settings:
         if response_format not in (None, "url", "b64_json"):
             raise ConfigurationError(f"SHIM_DEFAULT_RESPONSE_FORMAT must be url or b64_json, got {response_format!r}")
         hold = _float(environ, "SHIM_HOLD_SECONDS", None)
+        log_format = (text("SHIM_LOG_FORMAT", "text") or "text").lower()
+        if log_format not in ("text", "json"):
+            raise ConfigurationError(f"SHIM_LOG_FORMAT must be text or json, got {log_format!r}")
         d = cls()  # the defaults (class attributes are slot descriptors)
         return cls(
             upstreams={name: _upstream(environ, name, default) for name, default in (upstreams or {}).items()},
@@ -152,6 +156,7 @@ class Settings:
             passthrough=_flag(environ, "SHIM_PASSTHROUGH", True),
             state_dir=text("SHIM_STATE_DIR", None),
             log_level=(text("SHIM_LOG_LEVEL", "info") or "info").lower(),
+            log_format=log_format,
         )
 
 

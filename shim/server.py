@@ -14,9 +14,11 @@ import resource
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .config import Settings
+from .logs import uvicorn_log_config
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -76,6 +78,7 @@ def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int) -> uvi
         http=protocol,
         lifespan="on",
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(settings.log_format) or LOGGING_CONFIG,
         limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=int(settings.drain_seconds) or None,
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from shim.cli import _parser
 
@@ -110,6 +111,21 @@ def test_monitoring_examples_parse_and_use_shim_metrics() -> None:
     dashboard = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
     queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     assert queries and all(re.search(r"\bshim_[a-z_]+", q) for q in queries)
+
+
+def test_dashboard_reads_metrics_the_shim_serves(shim_server) -> None:
+    """Every shim_* series the Grafana dashboard queries (and every label it groups by) is one the shim's
+    /metrics exports, so the dashboard cannot drift from the exporter."""
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(shim_server.url + "/metrics").text)}
+    dashboard = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"\bshim_[a-z_]+", target["expr"]):
+                family = re.sub(r"_(bucket|count|sum|total)$", "", name)
+                assert family in families, f"{panel['title']}: {name} is not exported"
+            grouped = re.findall(r"by \(([^)]*)\)", target["expr"])
+            labels = {label.strip() for group in grouped for label in group.split(",")} - {"le"}
+            assert labels <= {"provider", "route", "status", "kind", "outcome", "reason", "model"}, panel["title"]
 
 
 def test_readiness_probe_path_is_served(shim_server) -> None:

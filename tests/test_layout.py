@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "shim.config": 0, "shim.logs": 0, "shim.events": 0,
     "shim.pacing": 1, "shim.providers": 1,
     "shim.jobs": 2, "shim.openai": 2, "shim.media": 2, "shim.routing": 2,
-    "shim.state": 3, "shim.web": 3,
+    "shim.state": 3, "shim.web": 3, "shim.metrics": 3,
     "shim.app": 4, "shim.server": 4, "shim.sandbox": 4,
     "shim.cli": 5, "shim.__main__": 5, "shim.bench": 5, "shim": 5,
 }  # fmt: skip
@@ -129,6 +129,13 @@ def test_emulator_is_an_independent_upstream() -> None:
         if not target.startswith("shim.emulator")
     }
     assert outside == set()
+
+
+def test_the_core_never_imports_an_exporter() -> None:
+    """Only the wiring (app, cli, server) imports the exporters of the core's events (logs, metrics)."""
+    exporters = {"shim.logs", "shim.metrics"}
+    importers = {module for module, targets in imports().items() if targets & exporters}
+    assert importers <= {"shim.app", "shim.cli", "shim.server"}
 
 
 def test_no_provider_is_named_outside_providers() -> None:

@@ -50,6 +50,8 @@ class Job:
     idempotency: str | None = None  # digest of the Idempotency-Key that started it
     journaled: bool = False  # the journal holds records of this job (so it must be told it finished)
     handoff_journaled: float = -math.inf  # wall time of the last `handed_off` record
+    finished: float | None = None  # when its runner ended (clock time): its last task was seen complete
+    lookup: bool = False  # a client will look it up by id (Prefer: respond-async): its failure is kept too
 
     @property
     def done(self) -> bool:
@@ -63,6 +65,14 @@ class Job:
             return False
         assert self.runner is not None
         return not self.runner.cancelled() and self.runner.exception() is not None
+
+    @property
+    def result(self) -> Outcome | None:
+        """The outcome of a job that finished with images (None while it runs, or when it failed)."""
+        runner = self.runner
+        if runner is None or not runner.done() or runner.cancelled() or runner.exception() is not None:
+            return None
+        return runner.result()
 
     @property
     def attachable(self) -> bool:

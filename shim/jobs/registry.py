@@ -10,6 +10,7 @@ retry resumes the earlier process's job (waits for its tasks) instead of paying 
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from ..providers.base import ModelSpec, Provider
 from ..types import Outcome, Route, Spec, Submission
 from .job import Job, credential_id, fingerprint, idempotency_digest
 from .journal import Journal, RecoveredJob, Submitted
+from .kept import KeptJobs
 from .recovery import JobJournal
 from .runner import Run, SubmitGauge
 
@@ -94,7 +96,7 @@ class Jobs:
             return now + (running_ttl if not job.done else result_ttl)
 
         self._by_idempotency: TLRUCache[tuple[str, str], Job] = TLRUCache(maxsize=100_000, ttu=job_ttu, timer=clock)
-        self._by_id: TLRUCache[str, Job] = TLRUCache(maxsize=100_000, ttu=job_ttu, timer=clock)
+        self._by_id: TLRUCache[str, Job] = KeptJobs(maxsize=100_000, ttu=job_ttu, timer=clock, on_drop=self._dropped)
         self._live: set[asyncio.Task[Outcome]] = set()
         self._in_flight: dict[tuple[str, str], _Slots] = {}
         self._gauge = SubmitGauge()
@@ -145,7 +147,7 @@ class Jobs:
         return self._start(spec, key, cred, fp, now, idem), False
 
     def _attached(self, job: Job, reason: str) -> Job:
-        self._events.emit("job_attached", job=job.id, reason=reason)
+        self._events.emit("job_attached", job=job.id, provider=job.spec.route.provider, reason=reason)
         return job
 
     def get(self, job_id: str, credential: str) -> Job | None:
@@ -212,7 +214,9 @@ class Jobs:
         self._by_fingerprint[(cred, fp)] = bucket
         if idem:
             self._by_idempotency[(cred, idem)] = job
-        event: dict[str, object] = {"job": job.id, "model": spec.route.public_id, "n": getattr(spec, "n", 1)}
+        event: dict[str, object] = {
+            "job": job.id, "provider": spec.route.provider, "model": spec.route.public_id, "n": getattr(spec, "n", 1)
+        }  # fmt: skip
         if resume is not None:
             event["resumed_tasks"] = ",".join(s.task for s in earlier.values() if s.task)
         self._events.emit("job_resumed" if resume is not None else "job_started", **event)
@@ -220,6 +224,7 @@ class Jobs:
 
     def _finished(self, job: Job, runner: asyncio.Task[Outcome]) -> None:
         self._live.discard(runner)
+        job.finished = self._clock()
         # Reading the exception marks it retrieved: a failure is delivered to waiters, not logged as unhandled.
         failure = None if runner.cancelled() else runner.exception()
         if failure is not None:
@@ -229,8 +234,13 @@ class Jobs:
         key = (job.credential, job.fingerprint)
         bucket = self._by_fingerprint.get(key)
         if job.nothing_paid:
-            # Nothing to collect and a retry is a new attempt anyway: forget the job now (junk keys, bad input).
-            self.forget(job)
+            # Nothing to collect and a retry is a new attempt anyway: forget the job now (junk keys, bad input),
+            # unless a client is to look it up by id (its error is then the answer).
+            self._forget(job)
+            if not job.lookup:
+                self._by_id.pop(job.id, None)
+            elif self._by_id.get(job.id) is job:
+                self._by_id[job.id] = job  # re-insert: kept for the result TTL
             self._journal.finished(job)
         else:
             if bucket is not None:
@@ -241,6 +251,7 @@ class Jobs:
         self._events.emit(
             "job_finished",
             job=job.id,
+            provider=job.spec.route.provider,
             outcome=outcome,
             error=getattr(failure, "code", None) if failure else None,
             tasks=",".join(job.public_task_ids),
@@ -308,11 +319,47 @@ class Jobs:
         job.handoff_until = self._clock() + self._handoff
         self._journal.handed_off(job)
 
-    def mark_delivered(self, job: Job) -> None:
-        """A client has the result: nothing is left to collect (after a restart either)."""
+    def mark_delivered(self, job: Job, *, asked_at: float | None = None) -> None:
+        """A client has the result: nothing is left to collect (after a restart either). `asked_at` (this
+        registry's clock, `now()`) is when the delivering request arrived, for the answer delay."""
         if not job.delivered:
             job.delivered = True
             self._journal.finished(job)
+            self._emit_delivered(job, asked_at)
+
+    def _emit_delivered(self, job: Job, asked_at: float | None) -> None:
+        now = self._clock()
+        # The answer waited from the moment both the result and its client were there.
+        ready = max(now if job.finished is None else job.finished, -math.inf if asked_at is None else asked_at)
+        result = job.result
+        self._events.emit(
+            "job_delivered",
+            job=job.id,
+            provider=job.spec.route.provider,
+            outcome="partial" if result is not None and result.failures else "delivered",
+            delay=round(max(now - ready, 0.0), 6),
+        )
+
+    def keep_for_lookup(self, job: Job) -> None:
+        """A client will look this job up by id: keep it for the result TTL even if it fails paying nothing."""
+        job.lookup = True
+
+    def _dropped(self, job: Job) -> None:
+        """The index by id let a job go (its TTL passed, or the index was full): a paid result that no client
+        collected is lost from here on."""
+        if job.result is not None and not job.delivered:
+            self._events.emit(
+                "job_expired", job=job.id, provider=job.spec.route.provider, tasks=",".join(job.public_task_ids)
+            )
+
+    def now(self) -> float:
+        """The registry's clock (for `mark_delivered`'s `asked_at`)."""
+        return self._clock()
+
+    def sweep(self) -> None:
+        """Drop what has expired from every index now (rather than at the next insertion)."""
+        for index in (self._by_id, self._by_fingerprint, self._by_idempotency):
+            index.expire()
 
     def live_jobs(self) -> int:
         return len(self._live)

@@ -83,30 +83,50 @@ class Run:
         self.gauge.count += 1
         try:
             return await self.provider.submit(sub, self.key)
+        except errors.UpstreamRateLimited as exc:
+            self._refused(exc)
+            raise
         finally:
             self.gauge.count -= 1
 
+    async def _poll(self, task_id: str) -> Task:
+        try:
+            return await self.provider.poll(task_id, self.key)
+        except errors.UpstreamRateLimited as exc:
+            self._refused(exc)
+            raise
+
+    def _refused(self, exc: errors.UpstreamRateLimited) -> None:
+        """The upstream refused a call of this key (its rate limit, or its cap on tasks in flight)."""
+        if exc.reason in ("rate_limited", "too_many_tasks"):
+            self.events.emit("upstream_rate_limited", provider=self.provider.name, reason=exc.reason)
+
     async def _submit_and_wait(self, index: int, sub: Submission, known: Submitted | None) -> tuple[Submission, Task]:
-        job, submitted_at = self.job, None
+        job = self.job
         if known is not None and known.task is not None:
             # An earlier process paid for this one: wait for it, with its task cap counted from its submit.
             task = Task(known.task, "processing", media=sub.media)
             submitted_at = self.clock() - max(0.0, self.wall() - known.at)
         else:
             task = await self.pacer.call(lambda: self._submit(index, sub), kind="submit")
+            submitted_at = self.clock()
             await self.journal.submitted(job, index, task.id)
         job.submits += 1
         job.task_ids.append(task.id)
         job.public_task_ids.append(public(task.id, self.key, 100))
         event = "task_submitted" if known is None else "task_resumed"
         self.events.emit(event, job=job.id, task=job.public_task_ids[-1])
-        task = await self.pacer.wait_for(
-            task,
-            lambda task_id: self.provider.poll(task_id, self.key),
-            latency_class=sub.latency_class,
-            submitted_at=submitted_at,
+        resumed_at = None if known is None else submitted_at
+        task = await self.pacer.wait_for(task, self._poll, latency_class=sub.latency_class, submitted_at=resumed_at)
+        self.events.emit(
+            "task_finished",
+            job=job.id,
+            task=public(task.id, self.key, 100),
+            provider=self.provider.name,
+            model=job.spec.route.upstream_model,
+            status=task.status,
+            seconds=round(self.clock() - submitted_at, 3),
         )
-        self.events.emit("task_finished", job=job.id, task=public(task.id, self.key, 100), status=task.status)
         if task.status == "failed":
             raise self.provider.failure(task)
         return sub, task

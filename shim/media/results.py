@@ -14,12 +14,13 @@ import io
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from PIL import Image as PILImage
 
 from .. import errors
+from ..events import Events
 from ..providers.transport import describe
 from ..types import Image, ImageResult, ImageSpec, Outcome
 from ..workers import FairPool
@@ -41,7 +42,8 @@ def _paid_but_undeliverable(detail: str) -> errors.UpstreamError:
 
 @dataclass(frozen=True, slots=True)
 class Downloader:
-    """Fetches result images (see the module docstring). `http` must be the guarded download client."""
+    """Fetches result images (see the module docstring). `http` must be the guarded download client. Every
+    attempt is reported as an `upstream_request` event of kind `download`."""
 
     http: httpx.AsyncClient
     pool: FairPool
@@ -49,29 +51,36 @@ class Downloader:
     max_pixels: int
     timeout: float
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    events: Events = field(default_factory=Events)
 
-    async def fetch(self, url: str) -> bytes:
+    async def fetch(self, url: str, *, provider: str = "") -> bytes:
         """GET one result URL: at most `max_bytes`, `timeout` seconds per attempt in all (a slow drip counts),
         a few attempts (a result URL is safe to fetch again); a refused address is never retried."""
         last = "HTTP error"
         for attempt in range(ATTEMPTS):
             if attempt:
                 await self.sleep(0.25 * 2**attempt)
+            status = ["error"]  # the HTTP status, once one is read
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await self._get(url)
+                    return await self._get(url, status)
             except UnsafeUrl as exc:
+                status[0] = "refused"
                 raise _paid_but_undeliverable(f"its URL was refused ({exc})") from None
             except errors.UpstreamTransient as exc:
                 last = str(exc)
             except TimeoutError:
+                status[0] = "timeout"
                 last = f"the download took longer than {self.timeout:g}s"
             except httpx.HTTPError as exc:
                 last = describe(exc)
+            finally:
+                self.events.emit("upstream_request", provider=provider, kind="download", status=status[0])
         raise _paid_but_undeliverable(f"downloading it from the upstream failed ({last})")
 
-    async def _get(self, url: str) -> bytes:
+    async def _get(self, url: str, status: list[str]) -> bytes:
         async with self.http.stream("GET", url) as response:
+            status[0] = str(response.status_code)
             if response.status_code >= 500 or response.status_code == 429:
                 raise errors.UpstreamTransient(f"HTTP {response.status_code}")
             if response.status_code != 200:
@@ -90,9 +99,11 @@ class Downloader:
     def _too_large(self) -> errors.UpstreamError:
         return _paid_but_undeliverable(f"the result is larger than the cap of {self.max_bytes} bytes")
 
-    async def encoded(self, owner: str, url: str, output_format: str, compression: int | None) -> tuple[str, str]:
+    async def encoded(
+        self, owner: str, url: str, output_format: str, compression: int | None, *, provider: str = ""
+    ) -> tuple[str, str]:
         """(base64 of the result in `output_format`, its WxH), decoded and re-encoded in the worker pool."""
-        data = await self.fetch(url)
+        data = await self.fetch(url, provider=provider)
         return await self.pool.run(owner, encode_image, data, output_format, compression, self.max_pixels)
 
 
@@ -137,8 +148,9 @@ async def build_result(spec: ImageSpec, outcome: Outcome, *, downloader: Downloa
     first = outcome.tasks[0][0]
     size = first.size
     if spec.response_format == "b64_json":
+        fmt, compression, provider = spec.output_format, spec.output_compression, spec.route.provider
         encoded = await asyncio.gather(
-            *(downloader.encoded(owner, url, spec.output_format, spec.output_compression) for url in urls)
+            *(downloader.encoded(owner, url, fmt, compression, provider=provider) for url in urls)
         )
         images = tuple(Image(url=u, b64_json=b) for u, (b, _) in zip(urls, encoded, strict=True))
         size = next((s for _, s in encoded if s), size)

@@ -158,6 +158,7 @@ class Pacer:
             "due_polls": self._queue.due_polls(now),
             "price": self._planner.price(),
             "paused_for": max(self._budget.paused_until - now, 0.0),
+            "budget_used": self._budget.used(now),  # share of the window's capacity spent over the last span
         }
 
     def idle(self) -> bool:

@@ -18,6 +18,7 @@ import httpx
 
 from ..config import UpstreamSettings
 from ..errors import ShimError, SubmitOutcomeUnknown
+from ..events import Events
 from ..types import LatencyPrior, Spec, Submission, Task
 
 
@@ -77,13 +78,14 @@ class Alias:
 
 @dataclass(frozen=True, slots=True)
 class ProviderContext:
-    """What an adapter is built with."""
+    """What an adapter is built with; `events` takes what it wants to report (`upstream_request`...)."""
 
     http: httpx.AsyncClient
     settings: UpstreamSettings
     timeout: float
     #: Upstream models SHIM_CONFIG declares for this adapter (they join, or replace, its catalog's entries).
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
+    events: Events = field(default_factory=Events)
 
 
 class Provider(Protocol):

@@ -34,12 +34,15 @@ class Reply:
 
 
 class HttpAdapter:
-    """Base of the built-in adapters: holds the shared client, the API base URL, the timeout and the limits."""
+    """Base of the built-in adapters: holds the shared client, the API base URL, the timeout and the limits.
+    Every call is reported as an `upstream_request` event (kind, HTTP status or timeout | error)."""
 
+    name: str
     api_path = "/api/v1"
 
     def __init__(self, context: ProviderContext) -> None:
         self._http = context.http
+        self._events = context.events
         self._base = context.settings.base_url.rstrip("/") + self.api_path
         self._timeout = context.timeout
         self.rate_limit = context.settings.rate_limit
@@ -61,14 +64,18 @@ class HttpAdapter:
     ) -> Reply:
         """One API call, read with MAX_ANSWER_BYTES and `timeout` seconds in all; transit failures translated
         for `kind` (see the module docstring)."""
+        status = "error"  # no HTTP answer (not sent, cut, unreadable), unless one is read below
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._send(method, path, key, body, params)
+                reply = await self._send(method, path, key, body, params)
+            status = str(reply.status)
+            return reply
         except NOT_SENT as exc:
             if kind == "submit":
                 raise errors.UpstreamRateLimited(1.0, reason=f"unreachable ({describe(exc)})") from exc
             raise errors.UpstreamTransient(describe(exc)) from exc
         except (httpx.HTTPError, TimeoutError, _TooLarge) as exc:
+            status = "timeout" if isinstance(exc, TimeoutError) else status
             detail = f"no answer within {self._timeout:g}s" if isinstance(exc, TimeoutError) else describe(exc)
             if kind == "poll":
                 raise errors.UpstreamTransient(detail) from exc
@@ -76,6 +83,8 @@ class HttpAdapter:
                 f"The upstream did not answer the submit ({detail}). A task may have been created and "
                 "charged, so the shim does not resubmit it; check the upstream dashboard before retrying."
             ) from exc
+        finally:
+            self._events.emit("upstream_request", provider=self.name, kind=kind, status=status)
 
     async def _send(
         self, method: str, path: str, key: str, body: Mapping[str, Any] | None, params: Mapping[str, str] | None

@@ -13,6 +13,7 @@ from ..jobs.job import Job
 from ..state import state_of
 from ..types import Outcome
 from . import inbound
+from .respond_async import job_url
 
 #: The hold never ends closer than this to the client's own read timeout.
 READ_TIMEOUT_MARGIN = 0.25
@@ -47,9 +48,11 @@ async def hold(request: Request, job: Job) -> Outcome:
     outcome: Outcome | None = waiter.result()
     if outcome is None:
         jobs.hand_off(job)
+        jobs.keep_for_lookup(job)  # the answer names the job's URL: keep even a failure for it
         raise errors.RetryLater(
             f"The image is still being generated (job {job.id}). Retry the same request: it will attach to "
-            "this job and will not be charged again.",
+            f"this job and will not be charged again. Or GET {job_url(job)} with the same API key: it "
+            "answers 202 while the job runs, then the result.",
             retry_after=0.5,
         )
     return outcome

@@ -12,14 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import errors
-from ..jobs.job import credential_id
+from ..jobs.job import Job, credential_id
 from ..media.results import build_result
 from ..openai.render import render_images
 from ..openai.request import parse_image_request
 from ..state import state_of
-from ..types import ImageResult, ImageSpec, Operation
+from ..types import ImageResult, ImageSpec, Operation, Outcome
 from ..untrusted import printable, public
-from . import inbound, streaming
+from . import inbound, respond_async, streaming
 from .holding import hold
 
 
@@ -51,8 +51,10 @@ def parse_spec(request: Request, body: object, operation: Operation, *, form: bo
 
 
 async def answer(request: Request, spec: ImageSpec, key: str) -> Response:
-    """Attach to or start the job, hold the request up to its budget, and deliver."""
+    """Attach to or start the job, hold the request up to its budget (or answer 202 at once when the client
+    prefers to look the job up later), and deliver."""
     state = state_of(request)
+    asked = state.jobs.now()
     job, attached = state.jobs.find_or_start(
         spec,
         key,
@@ -62,14 +64,34 @@ async def answer(request: Request, spec: ImageSpec, key: str) -> Response:
     headers = {"x-shim-job": job.id, "x-shim-attached": "true" if attached else "false"}
     if spec.stream:
         return streaming.respond(request, spec, job, headers)
+    if respond_async.prefers_async(request):
+        state.jobs.keep_for_lookup(job)
+        return respond_async.accepted(job, headers)
     try:
         outcome = await hold(request, job)
+    except errors.ShimError as exc:
+        raise own_copy(exc, headers) from exc
+    return await deliver(request, spec, job, outcome, key, headers, asked_at=asked)
+
+
+def own_copy(exc: errors.ShimError, headers: dict[str, str]) -> errors.ShimError:
+    """The job's error with this answer's headers: the job's exception is shared by every request of it."""
+    error = copy.copy(exc)
+    error.headers = {**exc.headers, **headers}
+    return error
+
+
+async def deliver(
+    request: Request, spec: ImageSpec, job: Job, outcome: Outcome, key: str, headers: dict[str, str], *, asked_at: float
+) -> Response:
+    """A finished job's answer: its images as the client asked, in OpenAI's shape; the job is marked delivered
+    once the answer is sent (`asked_at`: when this request arrived, on the registry's clock)."""
+    state = state_of(request)
+    try:
         result = await build_result(spec, outcome, downloader=state.downloader, owner=job.credential)
     except errors.ShimError as exc:
-        error = copy.copy(exc)  # the job's exception is shared by every request attached to it
-        error.headers = {**exc.headers, **headers}
-        raise error from exc
-    headers.update(result_headers(result, key))
+        raise own_copy(exc, headers) from exc
+    headers = {**headers, **result_headers(result, key)}
     if outcome.failures:  # a partial failure: every paid image is returned, and the rest is explained
         headers["x-shim-partial-failure"] = printable("; ".join(f.message for f in outcome.failures), 1000)
     # Megabytes of base64 are serialised in the worker pool: the event loop keeps the pacer's sends on time.
@@ -78,7 +100,7 @@ async def answer(request: Request, spec: ImageSpec, key: str) -> Response:
         body,
         media_type="application/json",
         headers=headers,
-        background=BackgroundTask(state.jobs.mark_delivered, job),
+        background=BackgroundTask(state.jobs.mark_delivered, job, asked_at=asked_at),
     )
 
 

@@ -9,6 +9,9 @@ from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .. import events
+from .request_events import RequestEvents
+
 
 class PathTolerance:
     """Forgives the path mistakes clients make with a base URL: empty segments (n8n joins a base ending in
@@ -53,11 +56,16 @@ class RequestIdMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = events.request_id.set(request_id)  # for the log lines of this request and of its jobs
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            events.request_id.reset(token)
 
 
 def install(app: Starlette) -> None:
     """Add the middleware, outermost last."""
+    app.add_middleware(RequestEvents)
     app.add_middleware(PathTolerance)
     app.add_middleware(RequestIdMiddleware)
     # Browser apps call OpenAI-compatible APIs directly with their own key: allow it, as OpenAI does.
@@ -66,5 +74,6 @@ def install(app: Starlette) -> None:
         allow_origins=["*"],
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["*"],
-        expose_headers=["x-request-id", "x-shim-job", "x-upstream-task-ids", "retry-after", "x-should-retry"],
+        expose_headers=["x-request-id", "x-shim-job", "x-upstream-task-ids", "retry-after", "x-should-retry"]
+        + ["location", "preference-applied"],  # a job answered later (Prefer: respond-async)
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import edits, images, meta
+from . import edits, image_jobs, images, meta
 from .media_routes import serve_media
 
 
@@ -15,6 +15,7 @@ def routes() -> list[Route]:
             Route(f"{prefix}/images/generations", images.generations, methods=["POST"]),
             Route(f"{prefix}/images/edits", edits.edits, methods=["POST"]),
             Route(f"{prefix}/images/variations", edits.variations, methods=["POST"]),
+            Route(prefix + "/images/jobs/{job_id}", image_jobs.retrieve, methods=["GET"]),
             Route(f"{prefix}/models", meta.list_models, methods=["GET"]),
             Route(prefix + "/models/{model_id:path}", meta.retrieve_model, methods=["GET"]),
         ]

@@ -40,6 +40,7 @@ def respond(request: Request, spec: ImageSpec, job: Job, headers: dict[str, str]
     # Streamed images always travel as base64, as OpenAI's completed events do.
     spec_b64 = dataclasses.replace(spec, response_format="b64_json")
     prefix = event_prefix(spec)
+    asked = state.jobs.now()
 
     async def events() -> AsyncIterator[bytes]:
         yield b": waiting for the upstream task\n\n"
@@ -64,7 +65,7 @@ def respond(request: Request, spec: ImageSpec, job: Job, headers: dict[str, str]
                     },
                     event=f"{prefix}.completed",
                 )
-            state.jobs.mark_delivered(job)
+            state.jobs.mark_delivered(job, asked_at=asked)
         except errors.ShimError as exc:
             _, body, _ = render_error(exc, request.scope.get("state", {}).get("request_id", ""))
             yield sse({"type": "error", **body}, event="error")
