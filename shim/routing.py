@@ -1,12 +1,14 @@
 """Public model names -> Routes (provider + upstream model + defaults): built-in OpenAI aliases, each
-provider's own ids (bare or as provider/model), and the names a SHIM_CONFIG TOML file defines."""
+provider's own ids (bare or as provider/model), and the names a SHIM_CONFIG TOML file defines. Video ids
+(OpenAI's sora-2, sora-2-pro; the providers' video models) resolve apart (`resolve_video`): an image endpoint
+never takes a video id, nor the other way round."""
 
 from __future__ import annotations
 
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
@@ -18,6 +20,9 @@ from .types import Route
 
 #: OpenAI's dated snapshots (gpt-image-1.5-2025-12-16, dall-e-3-...) route like their undated names.
 DATED_SNAPSHOT = re.compile(r"^(?P<base>(?:gpt-image-|chatgpt-image-|dall-e-)[a-z0-9.-]+?)-\d{4}-\d{2}-\d{2}$")
+#: OpenAI's default video model and its dated snapshots (sora-2-2025-10-06): SHIM_DEFAULT_VIDEO_MODEL's.
+DEFAULT_VIDEO_ID = "sora-2"
+DATED_VIDEO = re.compile(r"^sora-2-\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +32,25 @@ class Door:
     models: tuple[str, ...]
     aliases: Mapping[str, Alias]
     alias_patterns: tuple[tuple[re.Pattern[str], Alias], ...] = ()
+    video_models: tuple[str, ...] = ()
+    video_aliases: Mapping[str, Alias] = field(default_factory=dict)
+    video_alias_patterns: tuple[tuple[re.Pattern[str], Alias], ...] = ()
 
     @classmethod
     def of(cls, factory: ProviderFactory) -> Door:
-        return cls(tuple(factory.catalog), factory.aliases, tuple(factory.alias_patterns))
+        # An adapter from outside may declare no video models at all.
+        return cls(
+            tuple(factory.catalog),
+            factory.aliases,
+            tuple(factory.alias_patterns),
+            tuple(getattr(factory, "video_catalog", ())),
+            getattr(factory, "video_aliases", {}),
+            tuple(getattr(factory, "video_alias_patterns", ())),
+        )
+
+    def videos(self) -> Door:
+        """This door's video side, shaped as an image door (so one lookup serves both)."""
+        return Door(self.video_models, self.video_aliases, self.video_alias_patterns)
 
 
 #: Parameters a configured model may default (the client's own value always wins), with the values each
@@ -53,15 +73,40 @@ class Router:
 
     doors: Mapping[str, Door]
     configured: Mapping[str, Route]
+    #: What `sora-2` (OpenAI's default video model) means, when SHIM_DEFAULT_VIDEO_MODEL names it.
+    default_video_model: str | None = None
 
     def resolve(self, model: str, *, mask: bool = False) -> Route:
         """The Route of a public id; `mask` for an edit carrying a mask (an alias may send it elsewhere)."""
         route = self._lookup(model, mask)
         if route is None:
+            hint = " It is a video model: use POST /v1/videos." if self._video_lookup(model) else ""
             raise errors.ModelNotFound(
-                f"The model '{model}' does not exist or you do not have access to it.", param="model"
+                f"The model '{model}' does not exist or you do not have access to it.{hint}", param="model"
             )
         return route
+
+    def resolve_video(self, model: str) -> Route:
+        """The Route of a public video id: sora-2 (SHIM_DEFAULT_VIDEO_MODEL), sora-2-pro, their dated
+        snapshots, a provider's video model bare or as provider/model."""
+        route = self._video_lookup(model)
+        if route is None:
+            hint = " It is an image model: use /v1/images." if self._lookup(model) else ""
+            raise errors.ModelNotFound(
+                f"The video model '{model}' does not exist or you do not have access to it.{hint}", param="model"
+            )
+        return route
+
+    def _video_lookup(self, model: str, *, default: bool = True) -> Route | None:
+        if default and self.default_video_model and (model == DEFAULT_VIDEO_ID or DATED_VIDEO.match(model)):
+            target = self._video_lookup(self.default_video_model, default=False)
+            return None if target is None else Route(model, target.provider, target.upstream_model)
+        videos = Router({name: door.videos() for name, door in self.doors.items()}, {})
+        return videos._lookup(model)
+
+    def video_ids(self) -> list[tuple[str, str]]:
+        """Every routable video id with its owner: aliases, bare and prefixed upstream ids."""
+        return Router({name: door.videos() for name, door in self.doors.items()}, {}).ids()
 
     def _lookup(self, model: str, mask: bool = False) -> Route | None:
         if model in self.configured:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import errors
 from ..sizes import COMMON_RATIOS, nearest_ratio, parse_pixels
-from ..types import LatencyPrior, Spec, Submission, Task, TaskStatus
+from ..types import ImageSpec, LatencyPrior, Spec, Submission, Task, TaskStatus
 from ..untrusted import printable
 from .base import ModelSpec, task_id_of, url_strings
 
@@ -57,9 +57,19 @@ def aspect_ratio(size: str | None) -> str | None:
     return nearest_ratio(pixels[0], pixels[1], COMMON_RATIOS)
 
 
-def check(job: Spec) -> None:
+def _image(job: Spec) -> ImageSpec:
+    """reve2img makes images only (its catalog holds no video model, so routing never sends it one)."""
+    if not isinstance(job, ImageSpec):
+        raise errors.InvalidRequest(
+            f"Model '{job.route.public_id}' makes images, not videos.", param="model", code="invalid_value"
+        )
+    return job
+
+
+def check(spec: Spec) -> None:
     """What reve2img cannot take (masks), refused before anything is stored or spent."""
-    spec = CATALOG[job.route.upstream_model]
+    job = _image(spec)
+    model = CATALOG[job.route.upstream_model]
     if job.mask_url:
         raise errors.InvalidRequest(
             f"'mask' is not supported by model '{job.route.public_id}'. Use gpt-image-2-official "
@@ -67,17 +77,18 @@ def check(job: Spec) -> None:
             param="mask",
             code="unsupported_parameter",
         )
-    if len(job.image_urls) > spec.max_image_urls:
+    if len(job.image_urls) > model.max_image_urls:
         raise errors.InvalidRequest(
-            f"Model '{job.route.public_id}' accepts at most {spec.max_image_urls} input images.",
+            f"Model '{job.route.public_id}' accepts at most {model.max_image_urls} input images.",
             param="image",
             code="invalid_value",
         )
 
 
-def plan(job: Spec) -> list[Submission]:
+def plan(spec: Spec) -> list[Submission]:
     """One task per image (the API makes one image per task)."""
-    check(job)
+    check(spec)
+    job = _image(spec)
     model = job.route.upstream_model
     ratio = aspect_ratio(job.size)
     body: dict[str, Any] = {"model": model, "prompt": job.prompt}
