@@ -104,6 +104,10 @@ class Router:
         videos = Router({name: door.videos() for name, door in self.doors.items()}, {})
         return videos._lookup(model)
 
+    def is_video_model(self, model: str) -> bool:
+        """Whether `model` names a video model in its own right (not through SHIM_DEFAULT_VIDEO_MODEL)."""
+        return self._video_lookup(model, default=False) is not None
+
     def video_ids(self) -> list[tuple[str, str]]:
         """Every routable video id with its owner: aliases, bare and prefixed upstream ids."""
         return Router({name: door.videos() for name, door in self.doors.items()}, {}).ids()

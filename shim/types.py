@@ -185,3 +185,28 @@ class ImageResult:
     task_ids: tuple[str, ...]
     credits: int | None = None
     created: int = 0
+
+
+VideoStatus = Literal["queued", "in_progress", "completed", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class VideoView:
+    """A video resource as a client sees it now (what OpenAI's `video` object says), provider-neutral.
+
+    `prompt` is None when this process was not given it (a video created before a restart); `error` is
+    (code, message) of a failed one.
+    """
+
+    id: str
+    model: str
+    status: VideoStatus
+    progress: int
+    created_at: int
+    seconds: int
+    size: str
+    prompt: str | None = None
+    completed_at: int | None = None
+    expires_at: int | None = None
+    error: tuple[str, str] | None = None
+    remixed_from: str | None = None
