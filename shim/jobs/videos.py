@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import math
 import time
@@ -71,6 +72,7 @@ class Video:
     progress: int = 0
     reference_expires: float | None = None  # an uploaded reference's end of life (None: a client's URL)
     indexed: bool = False  # the index holds its entry (so its task and end may be recorded)
+    order: int = 0  # creation order in this process (restored ones first, as the index has them)
 
     @property
     def seconds(self) -> int:
@@ -101,6 +103,7 @@ class Videos:
         self._by_id: dict[str, Video] = {}
         self._by_job: dict[str, Video] = {}
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        self._created = itertools.count()
         for entry in index.entries() if index is not None else ():
             self._keep(_restored(entry))
         events.subscribe(self._on_event)
@@ -186,7 +189,7 @@ class Videos:
         for video in mine:
             if self._expired(video):
                 self._drop(video)
-        return sorted((v for v in mine if v.id in self._by_id), key=lambda v: (v.created_at, v.id))
+        return sorted((v for v in mine if v.id in self._by_id), key=lambda v: v.order)
 
     def delete(self, video: Video) -> None:
         """Forget a finished video (a running one is refused: its paid task is never abandoned)."""
@@ -344,6 +347,7 @@ class Videos:
                     self._waiting.setdefault(job.id, []).append(waiter)
 
     def _keep(self, video: Video) -> None:
+        video.order = next(self._created)
         self._by_id[video.id] = video
 
     def _drop(self, video: Video) -> None:
