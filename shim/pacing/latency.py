@@ -82,8 +82,10 @@ class LatencyModel:
 
     def remaining(self, a: float) -> float:
         """The median of what a task still running at `a` has left to run (robust to a long tail, unlike
-        the mean): a progress estimate's denominator."""
+        the mean): a progress estimate's denominator. 0 once the estimate expected it finished."""
         fa = self.cdf(a)
+        if fa >= 1 - 1e-9:
+            return 0.0
         return max(self.quantile(fa + (1 - fa) / 2) - a, 0.0)
 
     def overdue(self, a: float, t: float) -> float:
