@@ -155,15 +155,17 @@ class VideoIndex:
         return list(self._entries)
 
     def append(self, line: bytes, *, durable: bool) -> None:
-        """One record, in one write; with `durable`, on disk before returning (fsync). Raises OSError."""
+        """One record, in one write; with `durable`, on disk before returning (fsync, outside the lock: the
+        event loop's own appends never wait for a disk flush). Raises OSError."""
         with self._lock:
             if self._fd < 0:
                 raise OSError("the video index is closed")
             view = memoryview(line)
             while view:
                 view = view[os.write(self._fd, view) :]
-            if durable:
-                os.fsync(self._fd)
+            fd = self._fd
+        if durable:
+            os.fsync(fd)
 
     def close(self) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import itertools
 import logging
@@ -136,7 +137,7 @@ class Videos:
         if job.done and not job.task_ids and (failure := _failure(job)) is not None:
             if new:
                 self._drop(video)
-            raise failure
+            raise copy.copy(failure)  # the job's exception is shared by every request attached to it
         if new:
             await self._record_entry(video)
         return video, attached
@@ -191,8 +192,9 @@ class Videos:
                 self._drop(video)
         return sorted((v for v in mine if v.id in self._by_id), key=lambda v: v.order)
 
-    def delete(self, video: Video) -> None:
-        """Forget a finished video (a running one is refused: its paid task is never abandoned)."""
+    def delete(self, video: Video) -> tuple[str, ...]:
+        """Forget a finished video (a running one is refused: its paid task is never abandoned). Returns the
+        uploads it used that no other video of its owner uses (a remix shares its original's): free to release."""
         if self.view(video, None).status not in ("completed", "failed"):
             raise errors.InvalidRequest(
                 f"Video {video.id} is still being generated: it can be deleted once it is completed or failed.",
@@ -203,6 +205,8 @@ class Videos:
             self._jobs.forget(video.job)
         self._drop(video)
         self._note(video, "deleted", {"id": video.id})
+        shared = {url for other in self.list(video.credential) for url in other.spec.input_urls}
+        return tuple(url for url in video.spec.input_urls if url not in shared)
 
     # --- reading --------------------------------------------------------------------------------------
 

@@ -118,8 +118,8 @@ async def delete(request: Request) -> Response:
     key = inbound.credential(request)
     state = state_of(request)
     video = _owned(request, state, key)
-    state.videos.delete(video)
-    await state.media.release(video.spec.input_urls, owner=video.credential)
+    unused = state.videos.delete(video)
+    await state.media.release(unused, owner=video.credential)
     return JSONResponse(wire.render_deleted(video.id))
 
 
