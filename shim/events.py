@@ -6,6 +6,9 @@ Events (name: fields), ids and outcomes only, never a key, a credential hash or 
     job_attached               job, reason (idempotency_key | sdk_retry | handoff | resumed)
     task_submitted, task_resumed, task_finished   job, task (status)
     job_finished               job, outcome, error, tasks, seconds
+
+Inside the core, `jobs.videos` listens too: a video follows its job's task_submitted / task_resumed /
+job_finished (it imports no exporter, and no exporter imports it).
 """
 
 from __future__ import annotations

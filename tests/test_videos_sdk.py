@@ -152,19 +152,15 @@ def test_remix_is_a_new_video_with_both_prompts(sdk, video_shim, reapi_state, ke
     with remixed_from_video_id set; a video not completed yet cannot be remixed."""
     client = sdk(video_shim, key)
     original = client.videos.create_and_poll(
-        model="kling-3-0", prompt="a lighthouse", size="1280x720", seconds="10", poll_interval_ms=FAST
+        model="kling-3-0", prompt="[latency=0.3] a lighthouse", size="1280x720", seconds="10", poll_interval_ms=FAST
     )
     remix = client.videos.remix(original.id, prompt="at night")
     assert remix.id != original.id and remix.remixed_from_video_id == original.id
-    assert (remix.model, remix.seconds, remix.size, remix.prompt) == (
-        "kling-3-0",
-        "10",
-        "1280x720",
-        "a lighthouse\nat night",
-    )
+    assert (remix.model, remix.seconds, remix.size) == ("kling-3-0", "10", "1280x720")
+    assert remix.prompt == "[latency=0.3] a lighthouse\nat night"
     assert finished(client, remix.id).status == "completed"
     first, second = tasks_of(reapi_state, key)
-    assert second.body == {**first.body, "prompt": "a lighthouse\nat night"}
+    assert second.body == {**first.body, "prompt": "[latency=0.3] a lighthouse\nat night"}
     pending = client.videos.create(prompt="[latency=3] not yet")
     with pytest.raises(openai.BadRequestError):
         client.videos.remix(pending.id, prompt="too soon")
@@ -175,7 +171,7 @@ def test_input_reference_upload_reaches_the_upstream_as_a_url(sdk, video_shim, r
     from the shim's URL; a remix sends the same reference; a data: URL in JSON is uploaded the same way."""
     client = sdk(video_shim, key)
     video = client.videos.create_and_poll(
-        prompt="animate this", input_reference=("ref.png", png(), "image/png"), poll_interval_ms=FAST
+        prompt="[latency=0.3] animate this", input_reference=("ref.png", png(), "image/png"), poll_interval_ms=FAST
     )
     assert video.status == "completed"
     remix = client.videos.remix(video.id, prompt="slower")
@@ -183,7 +179,7 @@ def test_input_reference_upload_reaches_the_upstream_as_a_url(sdk, video_shim, r
     data_url = "data:image/png;base64," + base64.b64encode(png(colour=(1, 2, 3))).decode()
     response = httpx.post(
         video_shim.url + "/v1/videos",
-        json={"prompt": "from json", "input_reference": {"image_url": data_url}},
+        json={"prompt": "[latency=0.3] from json", "input_reference": {"image_url": data_url}},
         headers=auth(key),
     )
     assert response.status_code == 200, response.text
@@ -286,14 +282,30 @@ def test_another_keys_video_is_not_found(sdk, video_shim, key) -> None:
     assert owner.videos.retrieve(video.id).status == "completed"
 
 
-def test_sdk_retry_of_a_slow_create_pays_once(sdk, video_shim, reapi_state, key) -> None:
-    """The SDK times out on a create whose submit answers slowly and retries (x-stainless-retry-count): the
-    retry attaches to the same job, so one paid task and one video id."""
-    client = sdk(video_shim, key, timeout=1.0, max_retries=3)
-    video = client.videos.create(prompt="[submit_slow=2.5] [latency=0.2] slow submit")
+def test_sdk_answered_queued_within_its_own_timeout(sdk, video_shim, reapi_state, key) -> None:
+    """A create whose submit answers slowly is answered `queued` before the SDK's announced timeout (1 s), so
+    it never has to retry; the job goes on and completes with one paid task."""
+    client = sdk(video_shim, key, timeout=1.0, max_retries=0)
+    video = client.videos.create(prompt="[submit_slow=2] [latency=0.2] slow submit")
+    assert (video.status, video.progress) == ("queued", 0)
     assert finished(client, video.id).status == "completed"
     assert reapi_state.counters(key)["submits"] == 1
-    assert [v.id for v in client.videos.list()] == [video.id]
+
+
+def test_retry_of_a_dropped_create_pays_once(sdk, video_shim, reapi_state, key) -> None:
+    """A client that gives up on a slow create and retries it (x-stainless-retry-count: 1, as the SDKs do)
+    attaches to the same job: one video id, one paid task."""
+    body = {"prompt": "[submit_slow=1.5] [latency=0.2] dropped", "seconds": "4"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(video_shim.url + "/v1/videos", json=body, headers=auth(key), timeout=0.3)
+    retried = httpx.post(
+        video_shim.url + "/v1/videos", json=body, headers=auth(key, **{"x-stainless-retry-count": "1"}), timeout=30
+    )
+    assert retried.status_code == 200 and retried.headers["x-shim-attached"] == "true"
+    client = sdk(video_shim, key)
+    assert finished(client, retried.json()["id"]).status == "completed"
+    assert reapi_state.counters(key)["submits"] == 1
+    assert [v.id for v in client.videos.list()] == [retried.json()["id"]]
 
 
 async def test_idempotency_key_makes_one_video(video_shim, reapi_state, key) -> None:
