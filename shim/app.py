@@ -1,6 +1,7 @@
 """The ASGI application: wiring only. `create_app` checks the configuration (failing at start-up), and its
 lifespan builds what the endpoints use (`state.ShimState`): the process's httpx clients, the providers, the
-per-key pacers, the job registry and its journal, the worker pool and the media store."""
+per-key pacers, the job registry and its journal, the video resources and their index, the worker pool and
+the media store."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from .config import ConfigurationError, Settings
+from .config import ConfigurationError, Settings, UpstreamSettings
 from .events import Events
 from .jobs.job import Job
 from .jobs.journal import Journal
 from .jobs.registry import Jobs
+from .jobs.video_index import VideoIndex
+from .jobs.videos import RESULT_SECONDS, Videos
 from .logs import log_event
 from .media import build_media_store
 from .media.base import MediaStore
@@ -53,7 +56,13 @@ def create_app(
     settings = settings or Settings()
     _check_state_dir(settings)
     factories = dict(providers or builtin_providers())
-    router = build_router(factories, config_file=settings.config_file, passthrough=settings.passthrough)
+    router = build_router(
+        factories,
+        config_file=settings.config_file,
+        passthrough=settings.passthrough,
+        default_video_model=settings.default_video_model,
+    )
+    _check_default_video_model(router)
     metrics = Metrics()  # a registry of this app's own: several apps in one process never collide
 
     @contextlib.asynccontextmanager
@@ -96,17 +105,10 @@ async def _runtime(
         httpx.AsyncClient(transport=guarded, follow_redirects=True, max_redirects=3) as download_http,
     ):
         events = Events(log_event)
-        built = {
-            name: factory(
-                ProviderContext(
-                    http, upstreams[name], settings.upstream_timeout, router.doors[name].declared, events=events
-                )
-            )
-            for name, factory in factories.items()
-        }
+        built = _providers(settings, router, factories, upstreams, http, events)
         pacers = {name: _pacers(settings, provider, clock, sleep) for name, provider in built.items()}
         media = build_media_store(settings, http=http)
-        journal = open_journal(settings, wall)  # last thing that may fail: the finally below closes it
+        journal, video_index = open_state(settings, wall)  # the last that may fail: the finally closes them
         jobs = Jobs(
             events=events,
             on_finish=releaser(media),
@@ -122,16 +124,34 @@ async def _runtime(
             download_http, workers, settings.max_image_bytes, settings.max_image_pixels, settings.download_timeout,
             events=events,
         )  # fmt: skip
+        videos = _videos(settings, jobs, events, pacers, video_index, wall)
         try:
-            yield ShimState(settings, router, pacers, jobs, workers, downloader, media, events)
+            yield ShimState(settings, router, pacers, jobs, workers, downloader, media, events, videos)
         finally:
             await jobs.settle_submits(timeout=min(settings.upstream_timeout, 10.0))
             await jobs.aclose()
+            videos.close()
             for pacer_set in pacers.values():
                 await pacer_set.aclose()
             if journal is not None:
                 journal.close()
             workers.close()
+
+
+def _providers(
+    settings: Settings,
+    router: Router,
+    factories: Mapping[str, ProviderFactory],
+    upstreams: Mapping[str, UpstreamSettings],
+    http: httpx.AsyncClient,
+    events: Events,
+) -> dict[str, Provider]:
+    """Every adapter, built on the shared API client."""
+    timeout = settings.upstream_timeout
+    return {
+        name: factory(ProviderContext(http, upstreams[name], timeout, router.doors[name].declared, events=events))
+        for name, factory in factories.items()
+    }
 
 
 @contextlib.asynccontextmanager
@@ -148,6 +168,25 @@ async def _sweeping(jobs: Jobs, result_ttl: float, sleep: Callable[[float], Awai
         yield
     finally:
         sweeper.cancel()
+
+
+def _videos(
+    settings: Settings,
+    jobs: Jobs,
+    events: Events,
+    pacers: Mapping[str, Pacers],
+    index: VideoIndex | None,
+    wall: Callable[[], float],
+) -> Videos:
+    """The video resources: progress is read from what each upstream's pacers learned of a latency class."""
+    return Videos(
+        jobs,
+        events,
+        estimate=lambda provider, latency_class: pacers[provider].learner.model(latency_class),
+        index=index,
+        max_task_seconds=settings.max_task_seconds,
+        wall=wall,
+    )
 
 
 def _pacers(
@@ -197,13 +236,44 @@ def open_journal(settings: Settings, wall: Callable[[], float]) -> Journal | Non
     return journal
 
 
+def open_state(settings: Settings, wall: Callable[[], float]) -> tuple[Journal | None, VideoIndex | None]:
+    """The journal and the video index of SHIM_STATE_DIR (both None when unset)."""
+    journal = open_journal(settings, wall)
+    try:
+        return journal, open_video_index(settings, wall)
+    except ConfigurationError:
+        if journal is not None:
+            journal.close()
+        raise
+
+
+def open_video_index(settings: Settings, wall: Callable[[], float]) -> VideoIndex | None:
+    """The video index in SHIM_STATE_DIR (None when unset), beside the journal (whose lock holds the directory)."""
+    if not settings.state_dir:
+        return None
+    try:
+        return VideoIndex(settings.state_dir, horizon=settings.max_task_seconds + RESULT_SECONDS, now=wall())
+    except OSError as exc:
+        raise ConfigurationError(f"SHIM_STATE_DIR {settings.state_dir!r}: the video index is unusable: {exc}") from None
+
+
+def _check_default_video_model(router: Router) -> None:
+    """SHIM_DEFAULT_VIDEO_MODEL must name a video model (sora-2 means it: it cannot name sora-2)."""
+    default = router.default_video_model
+    if default is None:
+        return
+    if not router.is_video_model(default):
+        raise ConfigurationError(f"SHIM_DEFAULT_VIDEO_MODEL {default!r} is not a video model the shim routes")
+
+
 def releaser(media: MediaStore) -> Callable[[Job], None]:
-    """The job registry's finish hook: a finished job's uploads are freed (its tasks fetched them already)."""
+    """The job registry's finish hook: a finished job's uploads are freed (its tasks fetched them already),
+    unless they outlive it (a video's reference serves its remixes: freed when it is deleted, or expired)."""
     pending: set[asyncio.Task[None]] = set()
 
     def release(job: Job) -> None:
         urls = job.spec.input_urls
-        if urls:
+        if urls and not job.spec.inputs_outlive_job:
             task = asyncio.get_running_loop().create_task(media.release(urls, owner=job.credential))
             pending.add(task)
             task.add_done_callback(pending.discard)

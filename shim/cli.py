@@ -94,4 +94,6 @@ def _sandbox_banner(base: str) -> str:
     client = OpenAI(base_url="{base}/v1", api_key="sk-sandbox")
     image = client.images.generate(model="gpt-image-1", prompt="a red panda", size="1024x1024")
     open("panda.png", "wb").write(base64.b64decode(image.data[0].b64_json))
+    video = client.videos.create_and_poll(model="sora-2", prompt="a red panda rolls", size="1280x720", seconds="4")
+    client.videos.download_content(video.id).write_to_file("panda.mp4")
 """

@@ -70,6 +70,7 @@ class Settings:
 
     upstreams: Mapping[str, UpstreamSettings] = field(default_factory=dict)
     default_model: str = "gpt-image-2"
+    default_video_model: str | None = None
     default_response_format: str | None = None
     latency_scale: float = 1.0
     max_task_seconds: float = 3600.0
@@ -80,6 +81,7 @@ class Settings:
     max_upload_bytes: int = 50 << 20
     max_image_bytes: int = 64 << 20
     max_image_pixels: int = 50_000_000
+    max_video_bytes: int = 1 << 30
     upstream_timeout: float = 30.0
     download_timeout: float = 60.0
     public_url: str | None = None
@@ -127,6 +129,7 @@ class Settings:
             upstreams={name: _upstream(environ, name, default) for name, default in (upstreams or {}).items()},
             default_model=text("SHIM_DEFAULT_MODEL", d.default_model) or d.default_model,
             default_response_format=response_format,
+            default_video_model=text("SHIM_DEFAULT_VIDEO_MODEL", None),
             latency_scale=_float(environ, "SHIM_LATENCY_SCALE", 1.0, minimum=0.0001) or 1.0,
             max_task_seconds=_float(environ, "SHIM_MAX_TASK_SECONDS", 3600.0, minimum=1) or 3600.0,
             result_ttl_seconds=_float(environ, "SHIM_RESULT_TTL_SECONDS", 900.0, minimum=1) or 900.0,
@@ -136,6 +139,7 @@ class Settings:
             max_upload_bytes=_int(environ, "SHIM_MAX_UPLOAD_BYTES", 50 << 20, minimum=1024),
             max_image_bytes=_int(environ, "SHIM_MAX_IMAGE_BYTES", 64 << 20, minimum=1024),
             max_image_pixels=_int(environ, "SHIM_MAX_IMAGE_PIXELS", 50_000_000, minimum=1024),
+            max_video_bytes=_int(environ, "SHIM_MAX_VIDEO_BYTES", 1 << 30, minimum=1024),
             upstream_timeout=_float(environ, "SHIM_UPSTREAM_TIMEOUT", 30.0, minimum=0.1) or 30.0,
             download_timeout=_float(environ, "SHIM_DOWNLOAD_TIMEOUT", 60.0, minimum=0.1) or 60.0,
             public_url=(text("SHIM_PUBLIC_URL", None) or "").rstrip("/") or None,

@@ -173,12 +173,23 @@ class UpstreamError(ShimError):
 
 
 class TaskFailed(UpstreamError):
+    """`upstream_code` is the upstream's own code for the failure ("80003"), when it gave one."""
+
     code = "upstream_task_failed"
 
-    def __init__(self, message: str, *, status: int = 502, task_id: str | None = None, **kw: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        task_id: str | None = None,
+        upstream_code: str | None = None,
+        **kw: object,
+    ) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.status = status
         self.task_id = task_id
+        self.upstream_code = upstream_code
 
 
 class SubmitOutcomeUnknown(UpstreamError):

@@ -17,6 +17,9 @@ Events (name: fields), ids and outcomes only, never a key, a credential hash or 
     request_finished           route (the route's template, never a raw path), method, status, seconds
 
 `request_id` holds the id of the HTTP request being served (its context carries it into the jobs it starts).
+
+Inside the core, `jobs.videos` listens too: a video follows its job's task_submitted / task_resumed /
+job_finished (it imports no exporter, and no exporter imports it).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Public model names -> Routes (provider + upstream model + defaults): built-in OpenAI aliases, each
 provider's own ids (bare or as provider/model), the names a SHIM_CONFIG TOML file defines, and ids a
-provider passes to its upstream unchecked (`<provider>/<any id>`).
+provider passes to its upstream unchecked (`<provider>/<any id>`). Video ids (OpenAI's sora-2, sora-2-pro; the
+providers' video models) resolve apart (`resolve_video`): an image endpoint never takes a video id, nor the
+other way round.
 
 The rule for a bare id two providers offer: a SHIM_CONFIG name first, then the providers in registry order
 (`providers.builtin_providers()`: reapi before reve2img); the prefixed form always reaches its provider.
@@ -22,6 +24,9 @@ DATED_SNAPSHOT = re.compile(r"^(?P<base>(?:gpt-image-|chatgpt-image-|dall-e-)[a-
 #: An upstream id the shim may send without knowing it (pass-through, or declared in SHIM_CONFIG): visible
 #: ASCII, no spaces or quotes, at most 128 characters ('/' allowed inside: some upstreams name models so).
 UPSTREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,127}")  # fullmatch
+#: OpenAI's default video model and its dated snapshots (sora-2-2025-10-06): SHIM_DEFAULT_VIDEO_MODEL's.
+DEFAULT_VIDEO_ID = "sora-2"
+DATED_VIDEO = re.compile(r"^sora-2-\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,17 +41,28 @@ class Door:
     declarable: frozenset[str] = frozenset()
     #: Upstream models declared in SHIM_CONFIG (handed to the adapter when it is built).
     declared: Mapping[str, ModelSpec] = field(default_factory=dict)
+    video_models: tuple[str, ...] = ()
+    video_aliases: Mapping[str, Alias] = field(default_factory=dict)
+    video_alias_patterns: tuple[tuple[re.Pattern[str], Alias], ...] = ()
 
     @classmethod
     def of(cls, factory: ProviderFactory, *, passthrough: bool = True) -> Door:
-        """The door of an adapter; `passthrough` False closes it to ids outside its catalog (SHIM_PASSTHROUGH)."""
+        """The door of an adapter; `passthrough` False closes it to ids outside its catalog (SHIM_PASSTHROUGH).
+        An adapter from outside may declare no video models at all."""
         return cls(
             tuple(factory.catalog),
             factory.aliases,
             tuple(factory.alias_patterns),
             passthrough=passthrough and factory.passthrough,
             declarable=frozenset(factory.declarable),
+            video_models=tuple(getattr(factory, "video_catalog", ())),
+            video_aliases=getattr(factory, "video_aliases", {}),
+            video_alias_patterns=tuple(getattr(factory, "video_alias_patterns", ())),
         )
+
+    def videos(self) -> Door:
+        """This door's video side, shaped as an image door (so one lookup serves both)."""
+        return Door(self.video_models, self.video_aliases, self.video_alias_patterns)
 
     def declaring(self, specs: Mapping[str, ModelSpec]) -> Door:
         """This door with `specs` declared: new ids join its models, known ones get the declared spec."""
@@ -74,15 +90,46 @@ class Router:
 
     doors: Mapping[str, Door]
     configured: Mapping[str, Route]
+    #: What `sora-2` (OpenAI's default video model) means, when SHIM_DEFAULT_VIDEO_MODEL names it.
+    default_video_model: str | None = None
 
     def resolve(self, model: str, *, mask: bool = False) -> Route:
         """The Route of a public id; `mask` for an edit carrying a mask (an alias may send it elsewhere)."""
         route = self._lookup(model, mask)
+        if route is not None and self.passes_through(route) and self.is_video_model(model):
+            route = None  # pass-through never carries a known video id to an image endpoint
         if route is None:
+            hint = " It is a video model: use POST /v1/videos." if self._video_lookup(model) else ""
             raise errors.ModelNotFound(
-                f"The model '{model}' does not exist or you do not have access to it.", param="model"
+                f"The model '{model}' does not exist or you do not have access to it.{hint}", param="model"
             )
         return route
+
+    def resolve_video(self, model: str) -> Route:
+        """The Route of a public video id: sora-2 (SHIM_DEFAULT_VIDEO_MODEL), sora-2-pro, their dated
+        snapshots, a provider's video model bare or as provider/model."""
+        route = self._video_lookup(model)
+        if route is None:
+            hint = " It is an image model: use /v1/images." if self._lookup(model) else ""
+            raise errors.ModelNotFound(
+                f"The video model '{model}' does not exist or you do not have access to it.{hint}", param="model"
+            )
+        return route
+
+    def _video_lookup(self, model: str, *, default: bool = True) -> Route | None:
+        if default and self.default_video_model and (model == DEFAULT_VIDEO_ID or DATED_VIDEO.match(model)):
+            target = self._video_lookup(self.default_video_model, default=False)
+            return None if target is None else Route(model, target.provider, target.upstream_model)
+        videos = Router({name: door.videos() for name, door in self.doors.items()}, {})
+        return videos._lookup(model)
+
+    def is_video_model(self, model: str) -> bool:
+        """Whether `model` names a video model in its own right (not through SHIM_DEFAULT_VIDEO_MODEL)."""
+        return self._video_lookup(model, default=False) is not None
+
+    def video_ids(self) -> list[tuple[str, str]]:
+        """Every routable video id with its owner: aliases, bare and prefixed upstream ids."""
+        return Router({name: door.videos() for name, door in self.doors.items()}, {}).ids()
 
     def _lookup(self, model: str, mask: bool = False) -> Route | None:
         if model in self.configured:

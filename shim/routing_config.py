@@ -51,14 +51,18 @@ class Config:
 
 
 def build_router(
-    factories: Mapping[str, ProviderFactory], *, config_file: str | None = None, passthrough: bool = True
+    factories: Mapping[str, ProviderFactory],
+    *,
+    config_file: str | None = None,
+    passthrough: bool = True,
+    default_video_model: str | None = None,
 ) -> Router:
     """The Router of these adapters (in registry order) and the SHIM_CONFIG file; `passthrough` False closes
     every door to ids outside its catalog. Logs each bare id more than one provider offers, once."""
     doors = {name: Door.of(factory, passthrough=passthrough) for name, factory in factories.items()}
     config = load_config(config_file, doors) if config_file else Config()
     doors = {name: door.declaring(config.declared.get(name, {})) for name, door in doors.items()}
-    router = Router(doors, config.routes)
+    router = Router(doors, config.routes, default_video_model=default_video_model)
     report_collisions(router)
     return router
 

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from .config import Settings
 from .events import Events
 from .jobs.registry import Jobs
+from .jobs.videos import Videos
 from .media.base import MediaStore
 from .media.results import Downloader
 from .pacing.pacers import Pacers
@@ -27,6 +28,7 @@ class ShimState:
     downloader: Downloader
     media: MediaStore
     events: Events
+    videos: Videos
     #: name -> a check that says whether that part can take traffic (None: yes; else why not): /readyz.
     readiness: dict[str, Callable[[], Awaitable[str | None]]] = field(default_factory=dict)
 

@@ -1,8 +1,8 @@
 """The shared vocabulary: values that cross package boundaries (frozen dataclasses, no behaviour).
 
-A job is one client intent of some media kind: its spec (`ImageSpec`, later a video spec) says what was asked
-for, in provider-neutral terms; a provider plans it into `Submission`s (upstream tasks to create), each of
-which becomes a `Task` the pacer polls; the finished tasks are the job's `Outcome`.
+A job is one client intent of some media kind: its spec (`ImageSpec`, `VideoSpec`) says what was asked for,
+in provider-neutral terms; a provider plans it into `Submission`s (upstream tasks to create), each of which
+becomes a `Task` the pacer polls; the finished tasks are the job's `Outcome`.
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ class ImageSpec:
     """
 
     kind: ClassVar[MediaKind] = "image"
+    #: Whether uploads stay past the job (a video's reference serves its remixes); an image's are freed at once.
+    inputs_outlive_job: ClassVar[bool] = False
 
     operation: Operation
     route: Route
@@ -106,14 +108,42 @@ class ImageSpec:
         return (*self.image_urls, *((self.mask_url,) if self.mask_url else ()))
 
 
-#: Every kind of job spec (video joins it).
-Spec = ImageSpec
+@dataclass(frozen=True, slots=True)
+class VideoSpec:
+    """One video intent, validated and provider-neutral (OpenAI's `POST /v1/videos` after parsing).
+
+    `seconds` is the clip length asked for; `size` OpenAI's WxH as given (or a ratio); `resolution` an
+    upstream tier that overrides the one the size implies; `reference_url` the input_reference as the upstream
+    will fetch it (an upload already published); `remixed_from` the id of the video this one remixes.
+    """
+
+    kind: ClassVar[MediaKind] = "video"
+    inputs_outlive_job: ClassVar[bool] = True
+
+    route: Route
+    prompt: str
+    seconds: int = 4
+    size: str = "720x1280"
+    resolution: str | None = None
+    reference_url: str | None = None
+    remixed_from: str | None = None
+
+    @property
+    def input_urls(self) -> tuple[str, ...]:
+        """Every URL the upstream will fetch for this job (an upload among them)."""
+        return (self.reference_url,) if self.reference_url else ()
+
+
+#: Every kind of job spec.
+Spec = ImageSpec | VideoSpec
 
 
 @dataclass(frozen=True, slots=True)
 class Submission:
     """One upstream task to create: its media kind and wire body, how many results it yields, its latency
-    class, and how to describe its results (size, quality, background as the upstream will make them)."""
+    class, and how to describe its results (size, quality, background, a clip's duration as the upstream will
+    make them). `fallbacks` are the submissions to try in turn when the upstream refuses this one as invalid
+    naming `refit_param` (a validation refusal creates nothing): a video's other durations, nearest first."""
 
     body: Mapping[str, Any]
     count: int
@@ -122,6 +152,9 @@ class Submission:
     quality: str | None = None
     background: str | None = None
     media: MediaKind = "image"
+    duration: int | None = None
+    fallbacks: tuple[Submission, ...] = ()
+    refit_param: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +185,28 @@ class ImageResult:
     task_ids: tuple[str, ...]
     credits: int | None = None
     created: int = 0
+
+
+VideoStatus = Literal["queued", "in_progress", "completed", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class VideoView:
+    """A video resource as a client sees it now (what OpenAI's `video` object says), provider-neutral.
+
+    `prompt` is None when this process was not given it (a video created before a restart); `error` is
+    (code, message) of a failed one.
+    """
+
+    id: str
+    model: str
+    status: VideoStatus
+    progress: int
+    created_at: int
+    seconds: int
+    size: str
+    prompt: str | None = None
+    completed_at: int | None = None
+    expires_at: int | None = None
+    error: tuple[str, str] | None = None
+    remixed_from: str | None = None

@@ -1,6 +1,6 @@
-"""Real Node clients against the shim: openai-node, the Vercel AI SDK (`ai` + `@ai-sdk/openai`) and LangChain
-JS (`@langchain/openai`'s DallEAPIWrapper), pinned in tests/node/package-lock.json and installed by
-`npm ci` (.ci/run does it). `tests/node/clients.mjs` runs each client's checks against a uvicorn-served
+"""Real Node clients against the shim: openai-node (images, and its videos resource), the Vercel AI SDK (`ai` +
+`@ai-sdk/openai`) and LangChain JS (`@langchain/openai`'s DallEAPIWrapper), pinned in tests/node/package-lock.json
+and installed by `npm ci` (.ci/run does it). `tests/node/clients.mjs` runs each client's checks against a uvicorn-served
 shim with the emulators as upstreams and prints their results as JSON.
 
 Node is expected: without `node` or the installed packages these tests fail, unless SHIM_NODE_TESTS=skip
@@ -9,6 +9,7 @@ says this machine has no Node on purpose.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -21,9 +22,10 @@ from typing import Any
 import pytest
 
 from .conftest import SelfAddressedShim, ServedApp
+from .emulator.test_video_mp4 import decode
 
 NODE_DIR = Path(__file__).parent / "node"
-CLIENTS = ("openai", "ai-sdk", "langchain")
+CLIENTS = ("openai", "ai-sdk", "langchain", "videos")
 
 
 def node_or_fail() -> str:
@@ -151,3 +153,37 @@ def test_langchain_dalle_wrapper(runs, reapi_state) -> None:
     assert fan["count"] == 2 and len(set(fan["urls"])) == 2
     bodies = [t.body for t in tasks_of(reapi_state, runs["langchain"][0])]
     assert len(bodies) == 4 and {b["model"] for b in bodies} == {"gpt-image-2-official", "gpt-image-2"}
+
+
+def test_openai_node_videos_create_poll_download(runs, reapi_state) -> None:
+    """openai-node's videos.create (multipart), retrieve until completed and downloadContent give an MP4 of the
+    requested size, which FFmpeg decodes."""
+    got = result(runs, "videos", "create_poll_download")
+    mp4 = base64.b64decode(got.pop("mp4_b64"))
+    assert got == {
+        "created": {"object": "video", "status": "in_progress", "model": "sora-2"},
+        "status": "completed", "seconds": "4", "size": "1280x720", "progress_last": 100, "content_type": "video/mp4",
+    }  # fmt: skip
+    found = decode(mp4, limit=1)
+    assert (found.width, found.height, found.duration) == (1280, 720, 4)
+
+
+def test_openai_node_videos_references_reach_the_upstream(runs, reapi_state) -> None:
+    """A toFile() input_reference and an {image_url: data:...} one both reach the upstream as the shim's URLs."""
+    assert result(runs, "videos", "upload_reference") == {"status": "completed"}
+    assert result(runs, "videos", "url_reference") == {"status": "completed"}
+    fetched = [t for t in tasks_of(reapi_state, runs["videos"][0]) if t.body.get("image_urls")]
+    assert len(fetched) >= 2 and all(t.fetched_inputs[0]["status"] == 200 for t in fetched)
+
+
+def test_openai_node_videos_remix_list_delete_and_errors(runs) -> None:
+    """remix (a JSON body), auto-paginated list, delete, and NotFoundError / BadRequestError as openai-node's."""
+    assert result(runs, "videos", "remix") == {
+        "status": "completed",
+        "remixed_from": True,
+        "prompt": "[latency=0.3] a node fox\nat dusk",
+    }
+    assert result(runs, "videos", "list") == {"count": 4, "first_is_oldest": True, "has_more": True}
+    assert result(runs, "videos", "delete") == {"deleted": True, "object": "video.deleted", "after": "NotFoundError"}
+    got = result(runs, "videos", "error_bad_seconds")
+    assert (got["error"], got["status"], got["code"]) == ("BadRequestError", 400, "invalid_value")

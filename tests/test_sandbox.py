@@ -10,10 +10,12 @@ import httpx
 import pytest
 from PIL import Image
 
+from shim.cli import _sandbox_banner
 from shim.config import Settings
 from shim.sandbox import create_sandbox_app
 
 from .conftest import ServedApp, free_port, served
+from .emulator.test_video_mp4 import decode
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +49,17 @@ def test_sandbox_urls_point_inside_the_sandbox(sandbox, sdk) -> None:
     result = sdk(sandbox, "sk-anything").images.generate(model="reve2img/reve-2.0", prompt="u", response_format="url")
     assert result.data[0].url.startswith(sandbox.url + "/_upstream/reve2img/")
     assert httpx.get(result.data[0].url).status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
+def test_sandbox_serves_videos_as_its_banner_shows(sandbox, sdk, tmp_path) -> None:
+    """The banner's video lines (create_and_poll, download_content) run as printed against the sandbox, and
+    the file written is the MP4 asked for."""
+    banner = _sandbox_banner(sandbox.url)
+    lines = [line.strip() for line in banner.splitlines() if "videos." in line]
+    assert any("create_and_poll" in line for line in lines) and any("download_content" in line for line in lines)
+    client = sdk(sandbox, "sk-anything")
+    program = "\n".join(lines).replace('"panda.mp4"', repr(str(tmp_path / "panda.mp4")))
+    exec(program, {"client": client})  # the printed example itself
+    found = decode((tmp_path / "panda.mp4").read_bytes(), limit=1)
+    assert (found.width, found.height, found.duration) == (1280, 720, 4)

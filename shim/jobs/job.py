@@ -9,7 +9,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from ..types import Outcome, Spec
+from ..types import Outcome, Spec, Submission
 
 
 def credential_id(key: str) -> str:
@@ -47,6 +47,7 @@ class Job:
     uncertain: bool = False  # a submit of this job ended with its outcome unknown
     task_ids: list[str] = field(default_factory=list)
     public_task_ids: list[str] = field(default_factory=list)  # redacted and printable: for headers and logs
+    accepted: dict[int, Submission] = field(default_factory=dict)  # by plan index: what the upstream took
     idempotency: str | None = None  # digest of the Idempotency-Key that started it
     journaled: bool = False  # the journal holds records of this job (so it must be told it finished)
     handoff_journaled: float = -math.inf  # wall time of the last `handed_off` record

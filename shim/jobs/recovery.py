@@ -30,7 +30,9 @@ class JobJournal:
         self._wall = wall
         self._by_fingerprint: dict[tuple[str, str], list[RecoveredJob]] = {}
         self._by_idempotency: dict[tuple[str, str], RecoveredJob] = {}
+        self._by_id: dict[str, RecoveredJob] = {}
         for recovered in journal.recovered() if journal is not None else ():
+            self._by_id[recovered.id] = recovered
             self._by_fingerprint.setdefault((recovered.credential, recovered.fingerprint), []).append(recovered)
             if recovered.idempotency:
                 self._by_idempotency[(recovered.credential, recovered.idempotency)] = recovered
@@ -53,8 +55,14 @@ class JobJournal:
         ]
         return max(eligible, key=lambda r: r.last, default=None)
 
+    def by_id(self, job_id: str, credential: str) -> RecoveredJob | None:
+        """The unexpired recovered job of this id, if `credential` started it (a client asks after it by id)."""
+        found = self._by_id.get(job_id)
+        return found if found is not None and found.credential == credential and self._fresh(found) else None
+
     def consume(self, recovered: RecoveredJob) -> None:
         """A recovered job is resumed once: from then on it is a live job."""
+        self._by_id.pop(recovered.id, None)
         key = (recovered.credential, recovered.fingerprint)
         rest = [r for r in self._by_fingerprint.get(key, ()) if r is not recovered]
         if rest:

@@ -156,6 +156,25 @@ class Jobs:
         job = self._by_id.get(job_id)
         return job if job is not None and job.credential == credential else None
 
+    def resume(self, job_id: str, spec: Spec, key: str, *, fingerprint: str, known: Mapping[int, Submitted]) -> Job:
+        """The job `job_id` of this key, by its id (a client asks after a job an earlier process started): the
+        live one when there is one, else its continuation from the journal's record of it, else from `known`
+        (what the caller kept of its submissions). Resumed submissions are only polled, never resubmitted."""
+        cred = credential_id(key)
+        live = self.get(job_id, cred)
+        if live is not None:
+            return live
+        self.refuse_if_rejected(spec.route.provider, cred)
+        recovered = self._journal.by_id(job_id, cred)
+        if recovered is None:
+            # A submission nobody knows the fate of is never sent again: it may have been paid for.
+            planned = range(len(self._providers[spec.route.provider].plan(spec)))
+            submissions = {i: known.get(i) or Submitted(None, self._wall()) for i in planned}
+            recovered = RecoveredJob(
+                job_id, cred, fingerprint, spec.route.provider, None, submissions, last=self._wall()
+            )
+        return self._start(spec, key, cred, recovered.fingerprint, self._clock(), None, resume=recovered)
+
     def jobs_of(self, credential: str) -> list[Job]:
         """Every kept job of a credential (a hash), oldest first."""
         return sorted((j for j in list(self._by_id.values()) if j.credential == credential), key=lambda j: j.created)

@@ -3,12 +3,14 @@ journal before the call), then polled to its end; resumed submissions (an earlie
 only polled, and one whose submit was in flight at a restart is never sent again.
 
 A failure of one submission does not cancel the others: every paid image is kept, and the job fails only
-when none completed.
+when none completed. A submission the upstream refuses as invalid, naming the parameter its fallbacks vary (a
+video's duration), is submitted again as the next fallback: a validation refusal created nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -101,6 +103,21 @@ class Run:
         if exc.reason in ("rate_limited", "too_many_tasks"):
             self.events.emit("upstream_rate_limited", provider=self.provider.name, reason=exc.reason)
 
+    async def _submit_fitting(self, index: int, sub: Submission) -> tuple[Submission, Task]:
+        """Submit `sub`, then its fallbacks in turn while the upstream refuses each as invalid naming
+        `sub.refit_param`; the first refusal is the one raised when none is taken."""
+        first: errors.InvalidRequest | None = None
+        for attempt in (sub, *sub.fallbacks):
+            try:
+                return attempt, await self.pacer.call(functools.partial(self._submit, index, attempt), kind="submit")
+            except errors.InvalidRequest as exc:
+                refit = sub.refit_param is not None and exc.param == sub.refit_param
+                if not refit or isinstance(exc, errors.ContentPolicyViolation):
+                    raise
+                first = first or exc
+        assert first is not None
+        raise first
+
     async def _submit_and_wait(self, index: int, sub: Submission, known: Submitted | None) -> tuple[Submission, Task]:
         job = self.job
         if known is not None and known.task is not None:
@@ -108,9 +125,10 @@ class Run:
             task = Task(known.task, "processing", media=sub.media)
             submitted_at = self.clock() - max(0.0, self.wall() - known.at)
         else:
-            task = await self.pacer.call(lambda: self._submit(index, sub), kind="submit")
+            sub, task = await self._submit_fitting(index, sub)
             submitted_at = self.clock()
             await self.journal.submitted(job, index, task.id)
+        job.accepted[index] = sub
         job.submits += 1
         job.task_ids.append(task.id)
         job.public_task_ids.append(public(task.id, self.key, 100))

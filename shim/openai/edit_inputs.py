@@ -67,15 +67,16 @@ def inputs_from_json(body: object) -> Inputs:
     for name in ("images", "image_urls", "image"):
         value = fields.pop(name, None)
         entries = value if isinstance(value, list) else [] if value is None else [value]
-        images += [_json_image(entry, "image") for entry in entries]
+        images += [json_image(entry, "image") for entry in entries]
     mask_value = fields.pop("mask", None)
     mask_url = fields.pop("mask_url", None)
     mask_value = mask_value if mask_value is not None else mask_url
-    mask = None if mask_value is None else _json_image(mask_value, "mask")
+    mask = None if mask_value is None else json_image(mask_value, "mask")
     return Inputs(fields, tuple(images), mask, form=False)
 
 
-def _json_image(entry: object, param: str) -> Input:
+def json_image(entry: object, param: str) -> Input:
+    """One JSON image: a URL string or `{"image_url": ...}`; a `data:` URL is decoded (an upload)."""
     if isinstance(entry, Mapping):
         if entry.get("file_id") is not None and entry.get("image_url") is None:
             raise _invalid("File ids are not supported here: pass 'image_url' (an http(s) or data: URL).", param)

@@ -80,6 +80,14 @@ class LatencyModel:
         m, width = self.mass[j], self.edges[j + 1] - self.edges[j]
         return self.edges[j] + (width * (q - self._cdf[j]) / m if m > 0 else 0.0)
 
+    def remaining(self, a: float) -> float:
+        """The median of what a task still running at `a` has left to run (robust to a long tail, unlike
+        the mean): a progress estimate's denominator. 0 once the estimate expected it finished."""
+        fa = self.cdf(a)
+        if fa >= 1 - 1e-9:
+            return 0.0
+        return max(self.quantile(fa + (1 - fa) / 2) - a, 0.0)
+
     def overdue(self, a: float, t: float) -> float:
         """E[(t - C)+ | C > a]: how long, on average, a task still running at `a` has sat finished by `t`."""
         fa = self.cdf(a)

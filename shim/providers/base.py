@@ -157,6 +157,17 @@ class ProviderFactory(Protocol):
         adapter (those its codec gives an effect); `latency` is always declarable."""
         ...
 
+    # Video models and the public ids for them: an adapter without videos declares none (HttpAdapter's
+    # defaults); routing reads them apart from the image ones, so that the two are never confused.
+    @property
+    def video_catalog(self) -> Mapping[str, ModelSpec]: ...
+
+    @property
+    def video_aliases(self) -> Mapping[str, Alias]: ...
+
+    @property
+    def video_alias_patterns(self) -> tuple[tuple[re.Pattern[str], Alias], ...]: ...
+
     def __call__(self, context: ProviderContext, /) -> Provider: ...
 
 

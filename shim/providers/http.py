@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 
 from .. import errors
-from .base import ProviderContext
+from .base import Alias, ModelSpec, ProviderContext
 from .transport import NOT_SENT, describe
 
 #: The most an API answer (not a result image) may weigh: a task envelope is a few hundred bytes.
@@ -39,6 +40,10 @@ class HttpAdapter:
 
     name: str
     api_path = "/api/v1"
+    #: An upstream without video models (an adapter that has some declares its own).
+    video_catalog: ClassVar[Mapping[str, ModelSpec]] = {}
+    video_aliases: ClassVar[Mapping[str, Alias]] = {}
+    video_alias_patterns: ClassVar[tuple[tuple[re.Pattern[str], Alias], ...]] = ()
 
     def __init__(self, context: ProviderContext) -> None:
         self._http = context.http

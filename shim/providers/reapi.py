@@ -1,4 +1,4 @@
-"""The reAPI adapter: the codec in reapi_codec plus the two HTTP calls, submit and poll."""
+"""The reAPI adapter: the codec in reapi_codec (and reapi_video) plus the two HTTP calls, submit and poll."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from .. import errors
 from ..config import UpstreamSettings
 from ..types import Spec, Submission, Task
 from . import reapi_codec as codec
+from . import reapi_video as video
 from .base import CAPABILITIES, ProviderContext
 from .http import HttpAdapter
 from .transport import retry_after_seconds
@@ -23,6 +24,9 @@ class ReapiProvider(HttpAdapter):
     priors = codec.PRIORS
     passthrough = True  # reAPI validates the model: an unknown one is a 400 (mapped to model_not_found)
     declarable = frozenset(CAPABILITIES)  # each has its wire field (n, size, quality, ..., mask_url)
+    video_catalog = video.VIDEO_CATALOG
+    video_aliases = video.VIDEO_ALIASES
+    video_alias_patterns = video.VIDEO_ALIAS_PATTERNS
 
     failure = staticmethod(codec.task_failure)
 
@@ -39,13 +43,16 @@ class ReapiProvider(HttpAdapter):
         return codec.plan(spec, self.catalog)
 
     async def submit(self, submission: Submission, key: str) -> Task:
-        reply = await self._call("submit", "POST", "/images/generations", key, body=submission.body)
+        path = "/videos/generations" if submission.media == "video" else "/images/generations"
+        reply = await self._call("submit", "POST", path, key, body=submission.body)
         # Any 2xx naming a task created it (a 201 or 202 is as paid as a 200): never abandon it.
         if 200 <= reply.status < 300 and isinstance(reply.payload, Mapping) and reply.payload.get("id"):
             return codec.parse_submitted(reply.payload)
         error = codec.map_error(reply.status, reply.payload, retry_after_seconds(reply.headers))
         if isinstance(error, errors.UpstreamTransient):
             raise self._unknown_submit(reply.status, error)
+        if isinstance(error, errors.ShimError) and submission.media == "video" and error.param:
+            error.param = video.VIDEO_PARAMS.get(error.param, error.param)  # OpenAI's names for the fields
         raise error
 
     async def poll(self, task_id: str, key: str) -> Task:

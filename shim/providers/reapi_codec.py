@@ -1,5 +1,5 @@
 """reAPI's wire format, pure: OpenAI-side jobs to submit bodies, task JSON to Task, error JSON to our errors,
-and the public ids reAPI answers for (OpenAI's image model names).
+and the public ids reAPI answers for (OpenAI's image model names). Video jobs are planned by `reapi_video`.
 
 Tables come from the gpt-image-2-official document (sizes, 4K rule, batches) and reAPI's notes (codes).
 """
@@ -12,8 +12,9 @@ from typing import Any
 
 from .. import errors
 from ..sizes import nearest_ratio, parse_pixels
-from ..types import ImageSpec, LatencyPrior, Spec, Submission, Task
+from ..types import ImageSpec, LatencyPrior, MediaKind, Spec, Submission, Task
 from ..untrusted import printable
+from . import reapi_video
 from .base import SYNCHRONOUS_PRIOR, Alias, ModelSpec, spec_of, submitted_id, url_strings
 
 OFFICIAL = "gpt-image-2-official"
@@ -103,7 +104,7 @@ def priors(catalog: Mapping[str, ModelSpec]) -> dict[str, LatencyPrior]:
             continue
         for (quality, tier), (low, high) in _PRIOR_TABLE.items():
             found[f"reapi/{model}/{quality}/{tier}"] = LatencyPrior(low, high)
-    return found
+    return {**found, **reapi_video.PRIORS}
 
 
 PRIORS = priors(CATALOG)
@@ -200,7 +201,14 @@ QUALITY_TIERS = {"standard": "medium", "hd": "high", "xhigh": "high", "max": "hi
 
 def check(spec: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> None:
     """What reAPI cannot take, refused before anything is stored or spent (an id outside `catalog`, passed
-    through, is held to the conservative profile)."""
+    through, is held to the conservative profile; a video goes to the video codec)."""
+    if not isinstance(spec, ImageSpec):
+        reapi_video.check(spec)
+        return
+    if spec.route.upstream_model in reapi_video.VIDEO_CATALOG:
+        raise errors.InvalidRequest(
+            f"Model '{spec.route.public_id}' makes videos: use POST /v1/videos.", param="model", code="invalid_value"
+        )
     model = spec_of(catalog, spec.route.upstream_model)
     if len(spec.prompt) > MAX_PROMPT:
         raise errors.PromptTooLong(len(spec.prompt), MAX_PROMPT, spec.route.public_id)
@@ -224,7 +232,9 @@ def check(spec: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> None:
 
 def plan(spec: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> list[Submission]:
     """The reAPI submissions for a job: batches of up to a model's max_batch (4 on the official channel), n
-    tasks of one elsewhere."""
+    tasks of one elsewhere; a video is one task."""
+    if not isinstance(spec, ImageSpec):
+        return reapi_video.plan(spec)
     check(spec, catalog)
     return _plan_images(spec, catalog)
 
@@ -278,8 +288,7 @@ def parse_task(payload: Mapping[str, Any], task_id: str) -> Task:
     has been said three times in a row.
     """
     raw_status = payload.get("status")
-    output = payload.get("output")
-    urls = url_strings(output.get("image_urls")) if isinstance(output, Mapping) else ()
+    media, urls, extras = _results(payload.get("output"))
     status = raw_status if isinstance(raw_status, str) else ""
     if status in _RUNNING or raw_status is None:
         return Task(task_id, "processing")
@@ -294,16 +303,28 @@ def parse_task(payload: Mapping[str, Any], task_id: str) -> Task:
             error_message=None if message is None else printable(message, 500),
         )
     if urls:
-        return Task(task_id, "completed", urls=urls)
+        return Task(task_id, "completed", urls=urls, media=media, extras=extras)
     if status == "completed":
         raise errors.UpstreamTransient(
-            "completed without image_urls",
+            "completed without result URLs",
             final=errors.UpstreamError(
-                f"The upstream reports task {printable(task_id, 100)} completed but gives no usable image URL; "
+                f"The upstream reports task {printable(task_id, 100)} completed but gives no usable result URL; "
                 "it may have been charged: check the upstream dashboard."
             ),
         )
     raise errors.UpstreamTransient(f"unknown task status {printable(raw_status, 40)!r}")
+
+
+def _results(output: object) -> tuple[MediaKind, tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """N "`output` by media kind: images `image_urls: string[]`, videos `video_urls: string[]` (some video
+    models add `last_frame_url`)": the kind, its usable URLs and the named extras."""
+    if not isinstance(output, Mapping):
+        return "image", (), ()
+    videos = url_strings(output.get("video_urls"))
+    if not videos:
+        return "image", url_strings(output.get("image_urls")), ()
+    last_frame = url_strings(output.get("last_frame_url"))[:1]
+    return "video", videos, tuple(("last_frame_url", url) for url in last_frame)
 
 
 def task_failure(task: Task) -> errors.ShimError:
@@ -315,10 +336,14 @@ def task_failure(task: Task) -> errors.ShimError:
             f"Your request was rejected by the upstream's safety system ({detail}). Credits were refunded."
         )
     status = 504 if code == "80002" else 502
-    return errors.TaskFailed(f"{detail}. Credits were refunded.", status=status, task_id=task.id)
+    return errors.TaskFailed(
+        f"{detail}. Credits were refunded.", status=status, task_id=task.id, upstream_code=task.error_code
+    )
 
 
-_PARAMS = ("prompt", "size", "resolution", "quality", "background", "moderation", "image_urls", "mask_url", "n")
+_PARAMS = (
+    "prompt", "size", "resolution", "duration", "quality", "background", "moderation", "image_urls", "mask_url", "n",
+)  # fmt: skip
 #: The moderation code is not in our documents; 20010 is what the emulator uses (see README, limitations).
 MODERATION_CODES = frozenset({20010})
 #: Nor is the unknown-model code: 20004 is the emulator's; any 2xxxx (or bare 400) whose message says the

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import errors
 from ..sizes import COMMON_RATIOS, nearest_ratio, parse_pixels
-from ..types import LatencyPrior, Spec, Submission, Task, TaskStatus
+from ..types import ImageSpec, LatencyPrior, Spec, Submission, Task, TaskStatus
 from ..untrusted import printable
 from .base import SYNCHRONOUS_PRIOR, ModelSpec, spec_of, submitted_id, url_strings
 
@@ -70,10 +70,20 @@ def aspect_ratio(size: str | None) -> str | None:
     return nearest_ratio(pixels[0], pixels[1], COMMON_RATIOS)
 
 
-def check(job: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> None:
+def _image(job: Spec) -> ImageSpec:
+    """reve2img makes images only (its catalog holds no video model, so routing never sends it one)."""
+    if not isinstance(job, ImageSpec):
+        raise errors.InvalidRequest(
+            f"Model '{job.route.public_id}' makes images, not videos.", param="model", code="invalid_value"
+        )
+    return job
+
+
+def check(spec: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> None:
     """What reve2img cannot take (masks), refused before anything is stored or spent (an id outside
     `catalog`, passed through, is held to the conservative profile)."""
-    spec = spec_of(catalog, job.route.upstream_model)
+    job = _image(spec)
+    model = spec_of(catalog, job.route.upstream_model)
     if job.mask_url:
         raise errors.InvalidRequest(
             f"'mask' is not supported by model '{job.route.public_id}'. Use gpt-image-2-official "
@@ -81,17 +91,18 @@ def check(job: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> None:
             param="mask",
             code="unsupported_parameter",
         )
-    if len(job.image_urls) > spec.max_image_urls:
+    if len(job.image_urls) > model.max_image_urls:
         raise errors.InvalidRequest(
-            f"Model '{job.route.public_id}' accepts at most {spec.max_image_urls} input images.",
+            f"Model '{job.route.public_id}' accepts at most {model.max_image_urls} input images.",
             param="image",
             code="invalid_value",
         )
 
 
-def plan(job: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> list[Submission]:
+def plan(spec: Spec, catalog: Mapping[str, ModelSpec] = CATALOG) -> list[Submission]:
     """One task per image (the API makes one image per task)."""
-    check(job, catalog)
+    check(spec, catalog)
+    job = _image(spec)
     model = job.route.upstream_model
     ratio = aspect_ratio(job.size)
     body: dict[str, Any] = {"model": model, "prompt": job.prompt}

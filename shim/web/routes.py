@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import edits, image_jobs, images, meta
+from . import edits, image_jobs, images, meta, videos
 from .media_routes import serve_media
 
 
@@ -18,6 +18,12 @@ def routes() -> list[Route]:
             Route(prefix + "/images/jobs/{job_id}", image_jobs.retrieve, methods=["GET"]),
             Route(f"{prefix}/models", meta.list_models, methods=["GET"]),
             Route(prefix + "/models/{model_id:path}", meta.retrieve_model, methods=["GET"]),
+            Route(f"{prefix}/videos", videos.create, methods=["POST"]),
+            Route(f"{prefix}/videos", videos.list_videos, methods=["GET"]),
+            Route(prefix + "/videos/{video_id}", videos.retrieve, methods=["GET"]),
+            Route(prefix + "/videos/{video_id}", videos.delete, methods=["DELETE"]),
+            Route(prefix + "/videos/{video_id}/content", videos.content, methods=["GET"]),
+            Route(prefix + "/videos/{video_id}/remix", videos.remix, methods=["POST"]),
         ]
     table += [
         Route("/openai/deployments/{deployment}/images/generations", images.generations, methods=["POST"]),

@@ -118,7 +118,79 @@ async function langchain(results) {
   });
 }
 
-const clients = { openai: openaiNode, "ai-sdk": aiSdk, langchain };
+// A 1x1 PNG: the input_reference of the video checks.
+const DOT_PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==", "base64",
+);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function finished(client, id) {
+  const progress = [];
+  for (let i = 0; i < 300; i++) {
+    const video = await client.videos.retrieve(id);
+    progress.push(video.progress);
+    if (video.status === "completed" || video.status === "failed") return { video, progress };
+    await sleep(100);
+  }
+  throw new Error(`video ${id} never finished`);
+}
+
+// openai-node's videos resource (it has no createAndPoll: polling is the caller's, as in its README).
+async function videos(results) {
+  const client = new OpenAI({ baseURL: base, apiKey, maxRetries: 0 });
+  let first = null;
+  await check(results, "create_poll_download", async () => {
+    const created = await client.videos.create({ prompt: "[latency=0.3] a node fox", size: "1280x720", seconds: "4" });
+    const { video, progress } = await finished(client, created.id);
+    first = video;
+    const response = await client.videos.downloadContent(video.id);
+    const bytes = Buffer.from(await response.arrayBuffer());
+    return {
+      created: { object: created.object, status: created.status, model: created.model },
+      status: video.status, seconds: video.seconds, size: video.size, progress_last: progress.at(-1),
+      content_type: response.headers.get("content-type"), mp4_b64: bytes.toString("base64"),
+    };
+  });
+  await check(results, "upload_reference", async () => {
+    const created = await client.videos.create({
+      prompt: "[latency=0.2] animate the dot", input_reference: await toFile(DOT_PNG, "dot.png", { type: "image/png" }),
+    });
+    return { status: (await finished(client, created.id)).video.status };
+  });
+  await check(results, "url_reference", async () => {
+    const created = await client.videos.create({
+      prompt: "[latency=0.2] from a data url", input_reference: { image_url: `data:image/png;base64,${DOT_PNG.toString("base64")}` },
+    });
+    return { status: (await finished(client, created.id)).video.status };
+  });
+  await check(results, "remix", async () => {
+    const remix = await client.videos.remix(first.id, { prompt: "at dusk" });
+    const { video } = await finished(client, remix.id);
+    return { status: video.status, remixed_from: video.remixed_from_video_id === first.id, prompt: video.prompt };
+  });
+  await check(results, "list", async () => {
+    const ids = [];
+    for await (const video of client.videos.list({ limit: 1, order: "asc" })) ids.push(video.id);
+    const page = await client.videos.list({ limit: 1 });
+    return { count: ids.length, first_is_oldest: ids[0] === first.id, has_more: page.has_more };
+  });
+  await check(results, "delete", async () => {
+    const deleted = await client.videos.delete(first.id);
+    let after = null;
+    try {
+      await client.videos.retrieve(first.id);
+    } catch (error) {
+      after = failure(error).error;
+    }
+    return { deleted: deleted.deleted, object: deleted.object, after };
+  });
+  await check(results, "error_bad_seconds", async () => {
+    await client.videos.create({ prompt: "x", seconds: "forty" });
+    return { error: null };
+  });
+}
+
+const clients = { openai: openaiNode, "ai-sdk": aiSdk, langchain, videos };
 const which = process.argv[2];
 if (!clients[which] || !base || !apiKey) {
   console.error(`usage: SHIM_URL=... SHIM_KEY=... node clients.mjs ${Object.keys(clients).join("|")}`);
