@@ -81,10 +81,14 @@ class Run:
             raise exc.redact(self.key) from None
 
     async def _submit(self, index: int, sub: Submission) -> Task:
-        await self.journal.submitting(self.job, index)  # before the call: from here on, a task may exist
+        """One submit, journaled before and after; the gauge spans both writes, so a stop waits for the
+        task id to be on disk (not merely answered) before it cancels anything."""
         self.gauge.count += 1
         try:
-            return await self.provider.submit(sub, self.key)
+            await self.journal.submitting(self.job, index)  # before the call: from here on, a task may exist
+            task = await self.provider.submit(sub, self.key)
+            await self.journal.submitted(self.job, index, task.id)
+            return task
         except errors.UpstreamRateLimited as exc:
             self._refused(exc)
             raise
@@ -127,7 +131,6 @@ class Run:
         else:
             sub, task = await self._submit_fitting(index, sub)
             submitted_at = self.clock()
-            await self.journal.submitted(job, index, task.id)
         job.accepted[index] = sub
         job.submits += 1
         job.task_ids.append(task.id)
