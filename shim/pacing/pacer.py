@@ -25,6 +25,7 @@ from ..errors import (
     UpstreamUnavailable,
 )
 from ..types import LatencyPrior, Task
+from .budget import Budget
 from .learner import LatencyLearner
 from .plan import PollPlanner, Watch
 from .queue import Call, CallKind, SlotQueue
@@ -56,17 +57,20 @@ class Pacer:
         poll_retry_backoff: float = 0.25,
         price_factor: float = 0.05,
         submit_weight: float = 0.05,
+        budget: Callable[[SlidingWindow], Budget] | None = None,
     ) -> None:
         """`margin` widens the window against arrival jitter. `min_poll_interval` is the closest two polls of
         one task ever come (they also stay a share of the task's age apart). A poll's price is `price_factor`
         x (tasks + queued calls) / budget per second; a queued call's wait counts `submit_weight` against a
         due poll. Without a `learner` (shared by a provider's Pacers, see Pacers), the Pacer learns alone,
-        from `priors` (the documented latencies) x `latency_scale` (a hint for classes not yet observed)."""
+        from `priors` (the documented latencies) x `latency_scale` (a hint for classes not yet observed).
+        `budget` turns the key's window into the budget actually spent (one shared by replicas, say)."""
         if latency_scale <= 0 or max_task_seconds <= 0 or max_poll_backoff <= 0 or max_rate_limit_wait < 0:
             raise ValueError("need latency_scale > 0, max_task_seconds > 0, max_poll_backoff > 0")
         if min(min_poll_interval, poll_retry_backoff, price_factor, submit_weight) < 0:
             raise ValueError("poll intervals, price_factor and submit_weight must not be negative")
-        self._budget = SlidingWindow.for_rate(rate, window, margin)
+        window_ = SlidingWindow.for_rate(rate, window, margin)
+        self._budget: Budget = window_ if budget is None else budget(window_)
         self._widest = self._budget.span * 1.2  # how far unexpected 429s may widen the window
         if learner is None:
             learner = LatencyLearner(priors=priors, hint=latency_scale, longest=max(max_task_seconds, 60.0))
@@ -88,6 +92,7 @@ class Pacer:
         self._watching = 0
         self._kick = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._held: tuple[asyncio.Future[None], float] | None = None  # granted a slot that leaves at that time
         self._closed = False
         self._counts = dict.fromkeys(
             ("requests", "submits", "polls", "rate_limited", "too_many_tasks", "unreachable",
@@ -159,7 +164,8 @@ class Pacer:
 
     def idle(self) -> bool:
         """Nothing queued or watched, and the window no longer constrains anything."""
-        return not self._queue.calls and not self._watching and self._budget.idle(self._clock())
+        idle = not self._queue.calls and not self._watching and self._held is None
+        return idle and self._budget.idle(self._clock())
 
     async def aclose(self) -> None:
         """Stop the dispatcher; every queued call and watched task fails with ShuttingDown."""
@@ -168,7 +174,7 @@ class Pacer:
         if runner is not None:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
-        self._queue.fail_all(ShuttingDown("the gateway is shutting down"))
+        self._fail_all(ShuttingDown("the gateway is shutting down"))
 
     # --- following one task ----------------------------------------------------------------------------
 
@@ -259,7 +265,7 @@ class Pacer:
         try:
             while True:
                 now = self._clock()
-                wake_at, interruptible = self._dispatch(now)
+                wake_at, interruptible = await self._dispatch(now)
                 self._kick.clear()
                 if wake_at is None:
                     if self._queue.empty():
@@ -272,7 +278,7 @@ class Pacer:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug here must not leave callers waiting forever
-            self._queue.fail_all(exc)
+            self._fail_all(exc)
             raise
         finally:
             if self._runner is asyncio.current_task():
@@ -288,19 +294,37 @@ class Pacer:
             sleeper.cancel()
             kicked.cancel()
 
-    def _dispatch(self, now: float) -> tuple[float | None, bool]:
+    async def _dispatch(self, now: float) -> tuple[float | None, bool]:
         """Grant every slot free at `now`; return when to look again, and whether an arrival could matter
         sooner (not while waiting for the budget: an arrival cannot make a slot free)."""
         self._queue.expire(now, self._timeout)
         self._planner.adapt(now, self._budget.used(now))
         while True:
+            if self._held is not None:  # the one chosen for a slot reserved at `at`
+                grant, at = self._held
+                if not grant.done():  # else its caller left, or its task reached the cap: the slot goes unused
+                    if at > now:
+                        return self._budget_wait(at)
+                    grant.set_result(None)
+                self._held = None
             if not self._queue.ready(now):
                 return self._queue.next_event(), True
             free_at = self._budget.next_free(now)
             if free_at > now:
-                deadline = self._queue.next_deadline()
-                return min(free_at, math.inf if deadline is None else deadline), False
+                return self._budget_wait(free_at)
             taken = self._queue.take(now)
             if taken is not None:
-                self._budget.record(now)
-                taken[1].set_result(None)
+                at = await self._budget.claim(now)
+                self._held = (taken[1], at)
+                if at > now:  # a shared budget: the round trip took time too
+                    now = self._clock()
+
+    def _budget_wait(self, until: float) -> tuple[float, bool]:
+        deadline = self._queue.next_deadline()
+        return min(until, math.inf if deadline is None else deadline), False
+
+    def _fail_all(self, exc: BaseException) -> None:
+        held, self._held = self._held, None
+        if held is not None and not held[0].done():
+            held[0].set_exception(exc)
+        self._queue.fail_all(exc)

@@ -4,17 +4,23 @@ the one LatencyLearner they share (latency belongs to the upstream's models, not
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any
 
+from .budget import Budget
 from .learner import LatencyLearner
 from .pacer import Pacer
+from .window import SlidingWindow
 
 
 class Pacers:
-    """See the module docstring. `pacer_kwargs` are every Pacer's; a `learner` among them is shared as is."""
+    """See the module docstring. `pacer_kwargs` are every Pacer's; a `learner` among them is shared as is.
+    `budget(credential, window)`, when given, is each credential's budget (shared by replicas, say)."""
 
-    def __init__(self, **pacer_kwargs: Any) -> None:
+    def __init__(self, *, budget: Callable[[str, SlidingWindow], Budget] | None = None, **pacer_kwargs: Any) -> None:
         Pacer(**pacer_kwargs)  # bad settings fail at start-up, not at the first request
+        self._budget = budget
         self.learner: LatencyLearner = pacer_kwargs.pop("learner", None) or LatencyLearner(
             priors=pacer_kwargs.get("priors"),
             hint=pacer_kwargs.get("latency_scale", 1.0),
@@ -30,7 +36,8 @@ class Pacers:
         if pacer is None:
             if len(self._pacers) >= self._sweep_at:
                 self._sweep()
-            pacer = self._pacers[credential_id] = Pacer(**self._kwargs, learner=self.learner)
+            shared = functools.partial(self._budget, credential_id) if self._budget is not None else None
+            pacer = self._pacers[credential_id] = Pacer(**self._kwargs, learner=self.learner, budget=shared)
         return pacer
 
     def latency(self) -> dict[str, dict[str, float | int | bool]]:

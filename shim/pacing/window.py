@@ -58,6 +58,11 @@ class SlidingWindow:
         self._sent.append(at)
         self._tat = max(self._tat, at) + self._spacing
 
+    async def claim(self, now: float) -> float:
+        """`record(now)`, as the Pacer's `Budget` (see `budget`): a local slot leaves at once."""
+        self.record(now)
+        return now
+
     def widen(self, extra: float, ceiling: float) -> None:
         """Lengthen the window by `extra` seconds, up to `ceiling`: the upstream counted a send we did not,
         so arrival jitter is larger than the margin allowed for."""
