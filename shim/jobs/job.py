@@ -50,6 +50,7 @@ class Job:
     idempotency: str | None = None  # digest of the Idempotency-Key that started it
     journaled: bool = False  # the journal holds records of this job (so it must be told it finished)
     handoff_journaled: float = -math.inf  # wall time of the last `handed_off` record
+    following: bool = False  # another replica runs it: this one waits for its shared record
 
     @property
     def done(self) -> bool:

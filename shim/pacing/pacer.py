@@ -34,6 +34,9 @@ from .window import SlidingWindow
 T = TypeVar("T")
 #: How much an unexpected upstream 429 widens the key's window (seconds).
 JITTER_STEP = 0.05
+#: A slot reserved ahead (a shared budget) is used only this soon after its time; a later wake-up (a busy
+#: process) reserves another, so that late sends never crowd the slots other replicas hold after it.
+LATE_SLOT = 0.02
 
 
 class Pacer:
@@ -305,6 +308,10 @@ class Pacer:
                 if not grant.done():  # else its caller left, or its task reached the cap: the slot goes unused
                     if at > now:
                         return self._budget_wait(at)
+                    if now - at > LATE_SLOT:
+                        self._held = (grant, await self._budget.claim(now))
+                        now = self._clock()
+                        continue
                     grant.set_result(None)
                 self._held = None
             if not self._queue.ready(now):

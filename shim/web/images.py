@@ -53,7 +53,7 @@ def parse_spec(request: Request, body: object, operation: Operation, *, form: bo
 async def answer(request: Request, spec: ImageSpec, key: str) -> Response:
     """Attach to or start the job, hold the request up to its budget, and deliver."""
     state = state_of(request)
-    job, attached = state.jobs.find_or_start(
+    job, attached = await state.jobs.find_or_start(
         spec,
         key,
         idempotency_key=request.headers.get("idempotency-key") or None,
