@@ -6,6 +6,9 @@ Events (name: fields), ids and outcomes only, never a key, a credential hash or 
     job_attached               job, reason (idempotency_key | sdk_retry | handoff | resumed)
     task_submitted, task_resumed, task_finished   job, task (status)
     job_finished               job, outcome, error, tasks, seconds
+    job_following              job (another replica runs it: this one waits for its shared record)
+    job_followed               job, outcome, error, seconds (that wait is over: delivered from the record)
+    job_adopted                job, resumed_tasks (its replica died: this one resumes it)
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ SHIM_LATENCY_SCALE: it knows only the documented table (low x 1k: 20-40 s) and h
 tasks on a key of their own come first, then the measured clients on another key (learning is pooled):
   fast      60 SDK clients at once, tasks ten times faster than documented; then reAPI's documented naive
             loop (polling every 1.5 s, and every 1.5 s x time scale) on other keys of the same emulator
+  replicas  the fast run's 60 clients spread round-robin over 3 shims on one Redis (SHIM_REDIS_URL): one
+            budget for the key across them (skipped without a `redis-server`)
   low load  5 SDK clients asking one image after another; then the naive loops
   slow      60 at once, three times slower than documented (four minutes, run beside the others: it
             needs about 4 requests/s)
@@ -13,7 +15,7 @@ tasks on a key of their own come first, then the measured clients on another key
   mixed     60 at once over four classes (two models, three qualities, two tiers); only one was warmed up
   idle key  one 1 s task on an idle key while another key has 80 queued
   held      thousands of raw requests held open on slow tasks: memory per held request, CPU while held
-Servers: the emulator (`python -m shim emulator`) and the shim are child processes.
+Servers: the emulator (`python -m shim emulator`), the shims and Redis are child processes.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import httpx
 from .clients import Ask, naive_client, run_clients
 from .held import hold_requests
 from .report import Target, collect, convergence, held_table, run_table, scenario_table, summarize
-from .servers import EmulatorProcess, key_fingerprint
-from .untold import ShimRun, bench_key, run_idle_key, run_untold
+from .servers import EmulatorProcess, RedisProcess, key_fingerprint
+from .untold import ShimRun, bench_key, run_idle_key, run_replicas, run_untold
 
 #: The documented interval of the quickstart's loop (seconds, real time).
 DOCUMENTED_POLL_INTERVAL = 1.5
@@ -61,6 +63,7 @@ class Plan:
     held_time_scale: float = 0.5  # high x 1k: 40-80 s -> 20-40 s
     held_rate: int = 2000
     held_window: float = 5.0
+    replicas: int = 3
 
 
 FULL = Plan()
@@ -96,6 +99,7 @@ NOT_APPLICABLE = {
     "slow": "delay, requests, throughput: 60-120 s tasks spread over a minute; 60 of them at once need more "
     "polls than 10 req/s allow for sub-second answers, and finish at latency's pace, not the budget's",
     "mixed": "throughput: the 2k tasks take up to 9 s, so the run ends at latency's pace",
+    "replicas": "learned: each replica learns from its own third of the completions (the first one's shown)",
 }
 
 CONCURRENT_TARGETS: list[Target] = [
@@ -150,6 +154,11 @@ async def _bench(plan: Plan) -> dict[str, Any]:
         concurrent = await _compare(emulator, shim_env, plan, concurrency=plan.tasks, rounds=1, tag="fast")
         scenarios["fast"] = concurrent[0]
         lap("fast")
+        if RedisProcess.available():
+            run = await run_replicas(shim_env, tag="replicas", replicas=plan.replicas, concurrency=plan.tasks,
+                                     warmup=plan.warmup)  # fmt: skip
+            scenarios["replicas"] = _figures(emulator, run, plan)
+            lap("replicas")
         low = await _compare(emulator, shim_env, plan, concurrency=plan.low_concurrency, rounds=plan.low_rounds,
                              tag="low")  # fmt: skip
         scenarios["low load"] = low[0]
@@ -252,6 +261,7 @@ def _scenario_rows(plan: Plan, scenarios: dict[str, dict[str, Any]]) -> list[Any
     faster = f"{1 / plan.fast_scale:g}x faster (x{plan.fast_scale:g})"
     labels = {
         "fast": f"fast: {plan.tasks} at once, {faster}",
+        "replicas": f"replicas: {plan.tasks} at once over {plan.replicas} shims on one Redis, {faster}",
         "low load": f"low load: {plan.low_concurrency} clients x {plan.low_rounds}, {faster}",
         "mixed": f"mixed: {plan.tasks} at once, 4 classes, {faster}",
         "drift": f"drift: {plan.tasks} clients x {plan.drift_rounds}, {faster}, {plan.drift_factor:g}x slower, back",
@@ -260,6 +270,7 @@ def _scenario_rows(plan: Plan, scenarios: dict[str, dict[str, Any]]) -> list[Any
     }
     applies = {
         "fast": BUDGET_BOUND,
+        "replicas": ("ok", "429", "requests", "delay", "throughput"),
         "low load": ("ok", "429", "low delay", "learned"),
         "mixed": ("ok", "429", "requests", "delay", "learned"),
         "drift": BUDGET_BOUND,
@@ -267,7 +278,7 @@ def _scenario_rows(plan: Plan, scenarios: dict[str, dict[str, Any]]) -> list[Any
         "slow": ("ok", "429", "learned"),
     }
     rows = []
-    for name in ("fast", "low load", "slow", "drift", "mixed", "idle key"):
+    for name in ("fast", "replicas", "low load", "slow", "drift", "mixed", "idle key"):
         if name in scenarios:
             figures = scenarios[name]
             checks = [(CHECKS[c][0], CHECKS[c][1](figures)) for c in applies[name]]
@@ -298,6 +309,7 @@ def _render(command: str, plan: Plan, results: dict[str, Any]) -> str:
             rows,
         ),  # fmt: skip
         *(f"  not applicable to {name}: {why}" for name, why in NOT_APPLICABLE.items() if name in scenarios),
+        *([] if "replicas" in scenarios else ["  replicas: skipped (no redis-server on this machine)"]),
         "",
         naive,
         run_table(
