@@ -6,7 +6,8 @@ tasks on a key of their own come first, then the measured clients on another key
   fast      60 SDK clients at once, tasks ten times faster than documented; then reAPI's documented naive
             loop (polling every 1.5 s, and every 1.5 s x time scale) on other keys of the same emulator
   replicas  the fast run's 60 clients spread round-robin over 3 shims on one Redis (SHIM_REDIS_URL): one
-            budget for the key across them (skipped without a `redis-server`)
+            budget for the key across them; each replica warmed up with as many tasks as the single shim (its
+            learner is its own) (skipped without a `redis-server`)
   low load  5 SDK clients asking one image after another; then the naive loops
   slow      60 at once, three times slower than documented (four minutes, run beside the others: it
             needs about 4 requests/s)
@@ -156,7 +157,7 @@ async def _bench(plan: Plan) -> dict[str, Any]:
         lap("fast")
         if RedisProcess.available():
             run = await run_replicas(shim_env, tag="replicas", replicas=plan.replicas, concurrency=plan.tasks,
-                                     warmup=plan.warmup)  # fmt: skip
+                                     warmup=plan.warmup * plan.replicas)  # fmt: skip
             scenarios["replicas"] = _figures(emulator, run, plan)
             lap("replicas")
         low = await _compare(emulator, shim_env, plan, concurrency=plan.low_concurrency, rounds=plan.low_rounds,

@@ -35,4 +35,9 @@ class Budget(Protocol):
 
     def used(self, now: float) -> float: ...
 
+    def load(self, local: int) -> int:
+        """The key's load (tasks followed, calls queued) on everything sharing this budget, given this
+        process's: what a poll's price is reckoned from."""
+        ...
+
     def idle(self, now: float) -> bool: ...

@@ -35,7 +35,7 @@ T = TypeVar("T")
 #: How much an unexpected upstream 429 widens the key's window (seconds).
 JITTER_STEP = 0.05
 #: A slot reserved ahead (a shared budget) is used only this soon after its time; a later wake-up (a busy
-#: process) reserves another, so that late sends never crowd the slots other replicas hold after it.
+#: process) reserves another, once, so that late sends do not crowd the slots other replicas hold after it.
 LATE_SLOT = 0.02
 
 
@@ -83,7 +83,7 @@ class Pacer:
             min_poll_interval=min_poll_interval,
             price_factor=price_factor,
             per_second=self._budget.capacity / self._budget.span,
-            load=lambda: len(self._queue.calls) + self._watching,
+            load=lambda: self._budget.load(len(self._queue.calls) + self._watching),
         )
         self._queue = SlotQueue(self._planner, submit_weight=submit_weight)
         self._max_task_seconds = max_task_seconds
@@ -95,7 +95,8 @@ class Pacer:
         self._watching = 0
         self._kick = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self._held: tuple[asyncio.Future[None], float] | None = None  # granted a slot that leaves at that time
+        #: the call or poll chosen for the slot reserved at that time (and whether that slot is a second one)
+        self._held: tuple[asyncio.Future[None], float, bool] | None = None
         self._closed = False
         self._counts = dict.fromkeys(
             ("requests", "submits", "polls", "rate_limited", "too_many_tasks", "unreachable",
@@ -304,12 +305,12 @@ class Pacer:
         self._planner.adapt(now, self._budget.used(now))
         while True:
             if self._held is not None:  # the one chosen for a slot reserved at `at`
-                grant, at = self._held
+                grant, at, again = self._held
                 if not grant.done():  # else its caller left, or its task reached the cap: the slot goes unused
                     if at > now:
                         return self._budget_wait(at)
-                    if now - at > LATE_SLOT:
-                        self._held = (grant, await self._budget.claim(now))
+                    if now - at > LATE_SLOT and not again:
+                        self._held = (grant, await self._budget.claim(now), True)
                         now = self._clock()
                         continue
                     grant.set_result(None)
@@ -322,7 +323,7 @@ class Pacer:
             taken = self._queue.take(now)
             if taken is not None:
                 at = await self._budget.claim(now)
-                self._held = (taken[1], at)
+                self._held = (taken[1], at, False)
                 if at > now:  # a shared budget: the round trip took time too
                     now = self._clock()
 

@@ -7,6 +7,7 @@ must not stop; a submit needs a job record first, so none goes out without Redis
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 from ..redis_link import LinkDown, RedisLink
 from .window import SlidingWindow
 
-#: KEYS: state hash (tat, paused, span; µs of Redis time), sends list (oldest first). ARGV: capacity, span µs.
-#: Reserves the next slot; returns {µs until it, sends in the last span, µs of pause left, span µs}.
+#: KEYS: state hash (tat, paused, span; µs of Redis time; each replica's load), sends list (oldest first).
+#: ARGV: capacity, span µs, this replica's id, its load. Reserves the next slot; returns {µs until it, sends in
+#: the last span, µs of pause left, span µs, the other replicas' load (reported within 2 s)}.
 CLAIM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -39,7 +41,20 @@ local recent = 0
 for _, sent in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
   if tonumber(sent) > now - span then recent = recent + 1 end
 end
-return {math.floor(at - now), recent, math.floor(math.max(paused - now, 0)), math.floor(span)}
+redis.call('HSET', KEYS[1], 'load:' .. ARGV[3], ARGV[4] .. ':' .. string.format('%.0f', now))
+local others = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 5) == 'load:' and fields[i] ~= 'load:' .. ARGV[3] then
+    local load, seen = string.match(fields[i + 1], '^(%d+):(%d+)$')
+    if load and tonumber(seen) > now - 2000000 then
+      others = others + tonumber(load)
+    else
+      redis.call('HDEL', KEYS[1], fields[i])
+    end
+  end
+end
+return {math.floor(at - now), recent, math.floor(math.max(paused - now, 0)), math.floor(span), others}
 """
 
 #: KEYS: state hash. ARGV: pause µs, widen by µs, widest span µs, span µs. An upstream 429 on any replica.
@@ -83,6 +98,9 @@ class RedisBudget:
         self._claim = link.script(CLAIM)
         self._limited = link.script(LIMITED)
         self._shared_used = (0.0, -1e18)  # (share of the window the replicas used, when it was read)
+        self._id = secrets.token_hex(6)
+        self._load = 0  # this replica's, as last reported by its Pacer
+        self._others = (0, -1e18)  # (the other replicas' load on the key, when it was read)
         self._pending: set[asyncio.Task[Any]] = set()
 
     @property
@@ -102,9 +120,11 @@ class RedisBudget:
 
     async def claim(self, now: float) -> float:
         """One round trip: the slot Redis reserved for this send, in this process's clock."""
-        args = [self._local.capacity, round(self._local.span * MICRO)]
+        args = [self._local.capacity, round(self._local.span * MICRO), self._id, self._load]
         try:
-            delay, recent, paused, span = await self._link.run(lambda _: self._claim(keys=self._keys, args=args))
+            delay, recent, paused, span, others = await self._link.run(
+                lambda _: self._claim(keys=self._keys, args=args)
+            )
         except LinkDown:
             self._local.record(now)
             return now
@@ -115,6 +135,7 @@ class RedisBudget:
         if int(span) / MICRO > self._local.span:  # another replica drew an unexpected 429
             self._local.widen(int(span) / MICRO - self._local.span, int(span) / MICRO)
         self._shared_used = (int(recent) / self._local.capacity, clock)
+        self._others = (int(others), clock)
         self._local.record(at)
         return at
 
@@ -130,6 +151,12 @@ class RedisBudget:
     def used(self, now: float) -> float:
         shared, seen = self._shared_used
         return max(self._local.used(now), shared if now - seen < self._local.span else 0.0)
+
+    def load(self, local: int) -> int:
+        """This replica's load plus the others' (as the last claim read it, for 2 s)."""
+        self._load = local
+        others, seen = self._others
+        return local + (others if self._clock() - seen < 2.0 else 0)
 
     def idle(self, now: float) -> bool:
         return self._local.idle(now) and not self._pending

@@ -78,6 +78,10 @@ class SlidingWindow:
         # Sends are recorded in time order: a binary search finds the first one inside the window.
         return (len(self._sent) - bisect.bisect_right(self._sent, now - self.span)) / self.capacity
 
+    def load(self, local: int) -> int:
+        """As the Pacer's `Budget`: a process's own window carries its own load alone."""
+        return local
+
     def idle(self, now: float) -> bool:
         """True when no send or pause of the past still constrains the future."""
         return self.paused_until <= now and (not self._sent or self._sent[-1] + self.span <= now)

@@ -5,8 +5,11 @@ sent; a dead owner's job is adopted without its "submitting" ones being sent aga
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +24,7 @@ from shim.types import ImageSpec, Outcome, Route, Submission, Task
 
 from ..conftest import RedisServer
 
+ROOT = Path(__file__).resolve().parents[2]
 SPEC = ImageSpec("generate", Route("m", "fake", "m"), "a secret prompt", n=2)
 
 
@@ -131,3 +135,21 @@ def test_redis_settings() -> None:
     with pytest.raises(ConfigurationError, match="SHIM_STATE_DIR and SHIM_REDIS_URL"):
         create_app(Settings(redis_url="redis://127.0.0.1:1/0", state_dir="/tmp"))
     assert Settings.from_env({}).redis_url is None
+
+
+def test_without_redis_url_redis_is_never_imported() -> None:
+    """A shim without SHIM_REDIS_URL builds its whole runtime (lifespan) without importing the redis package."""
+    code = (
+        "import asyncio, sys\n"
+        "from shim.app import create_app\n"
+        "from shim.config import Settings\n"
+        "app = create_app(Settings())\n"
+        "async def main():\n"
+        "    async with app.router.lifespan_context(app):\n"
+        "        assert app.state.shim.jobs is not None\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m == 'redis' or m.startswith('redis.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

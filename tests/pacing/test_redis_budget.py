@@ -59,6 +59,17 @@ async def test_a_429_on_one_replica_pauses_the_key_for_all(link: RedisLink) -> N
     assert second.span == pytest.approx(1.10)
 
 
+async def test_replicas_see_the_key_s_whole_load(link: RedisLink) -> None:
+    """A replica's poll price is reckoned from the key's load on every replica: after each has claimed once,
+    one replica reckons its own 2 tasks plus the other's 5."""
+    first, second = budget(link, "cred-load"), budget(link, "cred-load")
+    assert first.load(5) == 5  # nothing heard of the others yet
+    await first.claim(time.monotonic())
+    second.load(2)
+    await second.claim(time.monotonic())
+    assert second.load(2) == 7
+
+
 async def test_redis_down_leaves_each_pacer_its_own_window() -> None:
     """With Redis unreachable a claim is granted by the local window at once (a paid task's polls go on), and
     the link says Redis is down."""
