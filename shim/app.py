@@ -1,7 +1,8 @@
 """The ASGI application: wiring only. `create_app` checks the configuration (failing at start-up), and its
 lifespan builds what the endpoints use (`state.ShimState`): the process's httpx clients, the providers, the
 per-key pacers, the job registry and its journal, the video resources and their index, the worker pool and
-the media store."""
+the media store. With SHIM_REDIS_URL, the budgets and the job registry are the ones every replica shares
+(Redis is imported only then)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 import httpx
 from starlette.applications import Starlette
@@ -29,9 +31,12 @@ from .media.base import MediaStore
 from .media.results import Downloader
 from .media.url_guard import AddressPolicy, GuardedTransport
 from .metrics import Metrics
+from .pacing.budget import Budget
 from .pacing.pacers import Pacers
+from .pacing.window import SlidingWindow
 from .providers import builtin_providers
 from .providers.base import Provider, ProviderContext, ProviderFactory
+from .redis_link import RedisLink
 from .routing import Router
 from .routing_config import build_router
 from .state import ShimState
@@ -39,6 +44,9 @@ from .web import middleware
 from .web.errors import HANDLERS
 from .web.routes import routes
 from .workers import FairPool
+
+if TYPE_CHECKING:  # redis is imported only when SHIM_REDIS_URL is set
+    from .jobs.redis_jobs import RedisJobs
 
 log = logging.getLogger("shim")
 
@@ -106,7 +114,9 @@ async def _runtime(
     ):
         events = Events(log_event)
         built = _providers(settings, router, factories, upstreams, http, events)
-        pacers = {name: _pacers(settings, provider, clock, sleep) for name, provider in built.items()}
+        shared = _shared_jobs(settings, clock=clock, wall=wall)
+        link = shared.link if shared is not None else None
+        pacers = {name: _pacers(settings, provider, clock, sleep, link) for name, provider in built.items()}
         media = build_media_store(settings, http=http)
         journal, video_index = open_state(settings, wall)  # the last that may fail: the finally closes them
         jobs = Jobs(
@@ -119,23 +129,35 @@ async def _runtime(
             journal=journal,
             clock=clock,
             wall=wall,
+            shared=shared,
         )
         downloader = Downloader(
             download_http, workers, settings.max_image_bytes, settings.max_image_pixels, settings.download_timeout,
             events=events,
         )  # fmt: skip
         videos = _videos(settings, jobs, events, pacers, video_index, wall)
+        state = ShimState(settings, router, pacers, jobs, workers, downloader, media, events, videos)
+        if shared is not None:
+            state.readiness["redis"] = shared.problem
         try:
-            yield ShimState(settings, router, pacers, jobs, workers, downloader, media, events, videos)
+            yield state
         finally:
-            await jobs.settle_submits(timeout=min(settings.upstream_timeout, 10.0))
-            await jobs.aclose()
-            videos.close()
-            for pacer_set in pacers.values():
-                await pacer_set.aclose()
-            if journal is not None:
-                journal.close()
-            workers.close()
+            await _close(state, journal, shared)
+
+
+async def _close(state: ShimState, journal: Journal | None, shared: RedisJobs | None) -> None:
+    """The runtime's end, in reverse order: submits on the wire get their answer, jobs stop, records are written."""
+    await state.jobs.settle_submits(timeout=min(state.settings.upstream_timeout, 10.0))
+    await state.jobs.aclose()
+    state.videos.close()
+    for pacer_set in state.pacers.values():
+        await pacer_set.aclose()
+    if journal is not None:
+        journal.close()
+    if shared is not None:
+        await shared.aclose()  # the leases of jobs cut short are released: another replica adopts them
+        await shared.link.aclose()
+    state.workers.close()
 
 
 def _providers(
@@ -190,9 +212,24 @@ def _videos(
 
 
 def _pacers(
-    settings: Settings, provider: Provider, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
+    settings: Settings,
+    provider: Provider,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
+    link: RedisLink | None,
 ) -> Pacers:
+    shared: Callable[[str, SlidingWindow], Budget] | None = None
+    margin = 0.05  # the Pacer's default: arrival jitter of one process's sends
+    if link is not None:
+        from .pacing.redis_budget import MARGIN as margin
+        from .pacing.redis_budget import RedisBudget
+
+        def shared(credential: str, window: SlidingWindow) -> Budget:
+            return RedisBudget(link, provider.name, credential, window, clock=clock)
+
     return Pacers(
+        budget=shared,
+        margin=margin,
         rate=provider.rate_limit,
         latency_scale=settings.latency_scale,
         priors=provider.priors,
@@ -202,8 +239,29 @@ def _pacers(
     )
 
 
+def _shared_jobs(settings: Settings, *, clock: Callable[[], float], wall: Callable[[], float]) -> RedisJobs | None:
+    """The job registry every replica shares, on its link to Redis (None without SHIM_REDIS_URL)."""
+    if not settings.redis_url:
+        return None
+    from .jobs.redis_jobs import RedisJobs
+
+    log.info("shared state on Redis: the replicas share budgets, jobs and their records")
+    return RedisJobs(
+        RedisLink(settings.redis_url, prefix=settings.redis_prefix),
+        lease_seconds=settings.redis_lease_seconds,
+        running_ttl=settings.max_task_seconds + 600.0,
+        result_ttl=settings.result_ttl_seconds,
+        wall=wall,
+        clock=clock,
+    )
+
+
 def _check_state_dir(settings: Settings) -> None:
     """Fail here, where the CLI reports it cleanly, rather than in the lifespan."""
+    if settings.state_dir and settings.redis_url:
+        raise ConfigurationError(
+            "SHIM_STATE_DIR and SHIM_REDIS_URL are both set: with Redis, Redis is the journal (unset SHIM_STATE_DIR)"
+        )
     if not settings.state_dir:
         return
     try:

@@ -104,6 +104,9 @@ class Settings:
     state_dir: str | None = None
     log_level: str = "info"
     log_format: str = "text"
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password
+    redis_prefix: str = "shim"
+    redis_lease_seconds: float = 10.0
 
     def upstream(self, name: str, default: UpstreamSettings) -> UpstreamSettings:
         """The settings of upstream `name`: as configured, else its adapter's `default`."""
@@ -161,7 +164,17 @@ class Settings:
             state_dir=text("SHIM_STATE_DIR", None),
             log_level=(text("SHIM_LOG_LEVEL", "info") or "info").lower(),
             log_format=log_format,
+            redis_url=_redis_url(text("SHIM_REDIS_URL", None)),
+            redis_prefix=text("SHIM_REDIS_PREFIX", "shim") or "shim",
+            redis_lease_seconds=_float(environ, "SHIM_REDIS_LEASE_SECONDS", 10.0, minimum=0.5) or 10.0,
         )
+
+
+def _redis_url(url: str | None) -> str | None:
+    """SHIM_REDIS_URL, checked for its scheme (the URL itself is never echoed: it may carry a password)."""
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError("SHIM_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    return url
 
 
 def _upstream(environ: Mapping[str, str], name: str, default: UpstreamSettings) -> UpstreamSettings:

@@ -13,6 +13,7 @@
     ├── RetryLater                 503 + Retry-After + x-should-retry: true (the hold budget ran out)
     ├── ShuttingDown               503 (draining)
     ├── MediaStoreFull             503, x-should-retry: true (the upload store is at its cap)
+    ├── StateUnavailable           503, x-should-retry: true: the shared state (Redis) cannot record a job
     ├── UploadQuotaExceeded        429, x-should-retry: true (this key's share of the upload store is used)
     ├── RequestTimeout             408 (the client sent its body too slowly)
     └── UpstreamError              502 upstream_error
@@ -148,6 +149,16 @@ class MediaStoreFull(ShimError):
     status = 503
     type = "server_error"
     code = "media_store_full"
+    should_retry = True
+
+
+class StateUnavailable(ShimError):
+    """The replicas' shared state (SHIM_REDIS_URL) is unreachable: nothing is submitted without a record there,
+    so a new job waits for it to come back (retryable; nothing was charged)."""
+
+    status = 503
+    type = "server_error"
+    code = "state_unavailable"
     should_retry = True
 
 

@@ -10,6 +10,9 @@ Events (name: fields), ids and outcomes only, never a key, a credential hash or 
     job_finished               job, provider, outcome (ok | failed | cancelled), error, tasks, seconds
     job_delivered              job, provider, outcome (delivered | partial), delay (seconds from the job's
                                result and the client both being there to the answer sent); once per job
+    job_following              job (another replica runs it: this one waits for its shared record)
+    job_followed               job, outcome, error, seconds (that wait is over: delivered from the record)
+    job_adopted                job, resumed_tasks (its replica died: this one resumes it)
     job_expired                job, provider, tasks: a finished, paid result left the registry uncollected
     upstream_request           provider, kind (submit | poll | download), status (HTTP status, or timeout |
                                error when no answer came)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -171,3 +175,53 @@ def sdk() -> Iterator[Any]:
     yield make
     for client in clients:
         client.close()
+
+
+class RedisServer:
+    """`redis-server` (the machine's Debian package) on a free 127.0.0.1 port, without persistence: started and
+    stopped by the tests that need it (a restart keeps the port, and loses every key, as a Redis without
+    persistence does)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dir = tempfile.mkdtemp(prefix="shim-redis-")
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            problem = "redis-server is not installed (apt-get install redis-server; .ci/run does it)"
+            if os.environ.get("SHIM_REDIS_TESTS") == "skip":
+                pytest.skip(f"{problem} (SHIM_REDIS_TESTS=skip)")
+            pytest.fail(f"{problem}; set SHIM_REDIS_TESTS=skip only where Redis is not expected", pytrace=False)
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self._proc = subprocess.Popen(
+            [*command, "--dir", self._dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return self
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+        self._proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One Redis for the session's tests (each test uses fresh keys and job ids, so they never meet)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server._dir, ignore_errors=True)

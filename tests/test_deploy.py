@@ -62,8 +62,8 @@ def test_healthcheck_path_is_served(shim_server) -> None:
 
 
 def test_replicas_compose_runs_two_shims_on_one_redis_behind_nginx() -> None:
-    """deploy/replicas: Redis, two shim replicas built from the Dockerfile with SHIM_REDIS_URL, and nginx in
-    front of both (a long read timeout, no buffering for streamed answers)."""
+    """deploy/replicas: Redis (persistent), two shim replicas built from the Dockerfile with SHIM_REDIS_URL and
+    no SHIM_STATE_DIR, and nginx in front of both (a long read timeout, no buffering for streamed answers)."""
     compose = yaml.safe_load((DEPLOY / "replicas" / "docker-compose.yml").read_text())
     services = compose["services"]
     shims = [s for s in services.values() if "build" in s]
@@ -73,6 +73,9 @@ def test_replicas_compose_runs_two_shims_on_one_redis_behind_nginx() -> None:
             DEPLOY / "Dockerfile"
         ).resolve()
         assert shim["environment"]["SHIM_REDIS_URL"].startswith("redis://redis:")
+        assert "SHIM_STATE_DIR" not in shim["environment"]  # with Redis, Redis is the journal (both: refused)
+    redis = services["redis"]["command"]
+    assert redis[redis.index("--appendonly") + 1] == "yes"  # a Redis that restarts keeps the jobs' records
     nginx = (DEPLOY / "replicas" / "nginx.conf").read_text()
     upstream = re.search(r"upstream shim \{(.*?)\}", nginx, re.S)
     assert upstream is not None and len(re.findall(r"server shim-[ab]:8000", upstream.group(1))) == 2
@@ -98,6 +101,7 @@ def test_kubernetes_manifests() -> None:
     assert env["SHIM_REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"]
     assert container["envFrom"][0]["configMapRef"]["name"] == docs["ConfigMap"]["metadata"]["name"]
     assert all(name.startswith("SHIM_") for name in docs["ConfigMap"]["data"])
+    assert "SHIM_STATE_DIR" not in docs["ConfigMap"]["data"]  # refused beside SHIM_REDIS_URL
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert _parser().parse_args(container["args"][1:]).command == "serve"

@@ -26,7 +26,7 @@ SHIM = Path(__file__).resolve().parents[1] / "shim"
 #: Each package (or module prefix) with its layer: a module may import its own layer and those below.
 LAYERS: dict[str, int] = {
     "shim.types": 0, "shim.errors": 0, "shim.untrusted": 0, "shim.sizes": 0, "shim.workers": 0,
-    "shim.config": 0, "shim.logs": 0, "shim.events": 0,
+    "shim.config": 0, "shim.logs": 0, "shim.events": 0, "shim.redis_link": 0,
     "shim.pacing": 1, "shim.providers": 1,
     "shim.jobs": 2, "shim.openai": 2, "shim.media": 2, "shim.routing": 2,
     "shim.state": 3, "shim.web": 3, "shim.metrics": 3,

@@ -5,6 +5,9 @@ SHIM_LATENCY_SCALE: it knows only the documented table (low x 1k: 20-40 s) and h
 tasks on a key of their own come first, then the measured clients on another key (learning is pooled):
   fast      60 SDK clients at once, tasks ten times faster than documented; then reAPI's documented naive
             loop (polling every 1.5 s, and every 1.5 s x time scale) on other keys of the same emulator
+  replicas  the fast run's 60 clients spread round-robin over 3 shims on one Redis (SHIM_REDIS_URL): one
+            budget for the key across them; each replica warmed up with as many tasks as the single shim (its
+            learner is its own) (skipped without a `redis-server`)
   low load  5 SDK clients asking one image after another; then the naive loops
   slow      60 at once, three times slower than documented (four minutes, run beside the others: it
             needs about 4 requests/s)
@@ -13,7 +16,7 @@ tasks on a key of their own come first, then the measured clients on another key
   mixed     60 at once over four classes (two models, three qualities, two tiers); only one was warmed up
   idle key  one 1 s task on an idle key while another key has 80 queued
   held      thousands of raw requests held open on slow tasks: memory per held request, CPU while held
-Servers: the emulator (`python -m shim emulator`) and the shim are child processes.
+Servers: the emulator (`python -m shim emulator`), the shims and Redis are child processes.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from .clients import Ask, naive_client, run_clients
 from .held import hold_requests
 from .load import b64_load
 from .report import Target, collect, convergence, held_table, load_table, run_table, scenario_table, summarize
-from .servers import EmulatorProcess, key_fingerprint
-from .untold import ShimRun, bench_key, run_idle_key, run_untold
+from .servers import EmulatorProcess, RedisProcess, key_fingerprint
+from .untold import ShimRun, bench_key, run_idle_key, run_replicas, run_untold
 
 #: The documented interval of the quickstart's loop (seconds, real time).
 DOCUMENTED_POLL_INTERVAL = 1.5
@@ -65,6 +68,7 @@ class Plan:
     load_requests: int = 1000
     load_keys: int = 20
     load_scale: float = 0.1  # low x 1k: 2-4 s
+    replicas: int = 3
 
 
 FULL = Plan()
@@ -100,6 +104,7 @@ NOT_APPLICABLE = {
     "slow": "delay, requests, throughput: 60-120 s tasks spread over a minute; 60 of them at once need more "
     "polls than 10 req/s allow for sub-second answers, and finish at latency's pace, not the budget's",
     "mixed": "throughput: the 2k tasks take up to 9 s, so the run ends at latency's pace",
+    "replicas": "learned: each replica learns from its own third of the completions (the first one's shown)",
 }
 
 CONCURRENT_TARGETS: list[Target] = [
@@ -154,6 +159,11 @@ async def _bench(plan: Plan) -> dict[str, Any]:
         concurrent = await _compare(emulator, shim_env, plan, concurrency=plan.tasks, rounds=1, tag="fast")
         scenarios["fast"] = concurrent[0]
         lap("fast")
+        if RedisProcess.available():
+            run = await run_replicas(shim_env, tag="replicas", replicas=plan.replicas, concurrency=plan.tasks,
+                                     warmup=plan.warmup * plan.replicas)  # fmt: skip
+            scenarios["replicas"] = _figures(emulator, run, plan)
+            lap("replicas")
         low = await _compare(emulator, shim_env, plan, concurrency=plan.low_concurrency, rounds=plan.low_rounds,
                              tag="low")  # fmt: skip
         scenarios["low load"] = low[0]
@@ -169,16 +179,8 @@ async def _bench(plan: Plan) -> dict[str, Any]:
         async with EmulatorProcess(time_scale=plan.idle_scale, rate=plan.rate) as emulator:
             scenarios["idle key"] = await _idle_key(emulator, {**env, "SHIM_REAPI_BASE_URL": emulator.url}, plan)
         lap("idle key")
-    async with EmulatorProcess(time_scale=plan.fast_scale, rate=plan.rate) as emulator:
-        # 60 clients keep 60 tasks in flight: of 360 answers, the slow phase runs from the 100th to the 220th,
-        # by when about 60 of its own tasks have completed
-        total = plan.tasks * plan.drift_rounds
-        switches = [(total * 5 // 18, plan.fast_scale * plan.drift_factor), (total * 11 // 18, plan.fast_scale)]
-        run = await run_untold(emulator, {**env, "SHIM_REAPI_BASE_URL": emulator.url}, tag="drift",
-                               concurrency=plan.tasks, rounds=plan.drift_rounds, warmup=plan.warmup,
-                               switches=switches)  # fmt: skip
-        scenarios["drift"] = _figures(emulator, run, plan)
-        lap("drift")
+    scenarios["drift"] = await _drift(plan, env)
+    lap("drift")
     if slow is not None:
         scenarios["slow"] = await slow
         lap("slow (the rest of it)")
@@ -195,6 +197,19 @@ async def _bench(plan: Plan) -> dict[str, Any]:
         "scenarios": scenarios, "concurrent": concurrent, "low_load": low, "held": held, "load": load,
         "timings": timings,
     }  # fmt: skip
+
+
+async def _drift(plan: Plan, env: dict[str, str]) -> dict[str, Any]:
+    """The upstream slows down mid-run, then recovers (the shim is told neither)."""
+    async with EmulatorProcess(time_scale=plan.fast_scale, rate=plan.rate) as emulator:
+        # 60 clients keep 60 tasks in flight: of 360 answers, the slow phase runs from the 100th to the 220th,
+        # by when about 60 of its own tasks have completed
+        total = plan.tasks * plan.drift_rounds
+        switches = [(total * 5 // 18, plan.fast_scale * plan.drift_factor), (total * 11 // 18, plan.fast_scale)]
+        run = await run_untold(emulator, {**env, "SHIM_REAPI_BASE_URL": emulator.url}, tag="drift",
+                               concurrency=plan.tasks, rounds=plan.drift_rounds, warmup=plan.warmup,
+                               switches=switches)  # fmt: skip
+        return _figures(emulator, run, plan)
 
 
 async def _slow(plan: Plan, env: dict[str, str]) -> dict[str, Any]:
@@ -264,6 +279,7 @@ def _scenario_rows(plan: Plan, scenarios: dict[str, dict[str, Any]]) -> list[Any
     faster = f"{1 / plan.fast_scale:g}x faster (x{plan.fast_scale:g})"
     labels = {
         "fast": f"fast: {plan.tasks} at once, {faster}",
+        "replicas": f"replicas: {plan.tasks} at once over {plan.replicas} shims on one Redis, {faster}",
         "low load": f"low load: {plan.low_concurrency} clients x {plan.low_rounds}, {faster}",
         "mixed": f"mixed: {plan.tasks} at once, 4 classes, {faster}",
         "drift": f"drift: {plan.tasks} clients x {plan.drift_rounds}, {faster}, {plan.drift_factor:g}x slower, back",
@@ -272,6 +288,7 @@ def _scenario_rows(plan: Plan, scenarios: dict[str, dict[str, Any]]) -> list[Any
     }
     applies = {
         "fast": BUDGET_BOUND,
+        "replicas": ("ok", "429", "requests", "delay", "throughput"),
         "low load": ("ok", "429", "low delay", "learned"),
         "mixed": ("ok", "429", "requests", "delay", "learned"),
         "drift": BUDGET_BOUND,
@@ -279,7 +296,7 @@ def _scenario_rows(plan: Plan, scenarios: dict[str, dict[str, Any]]) -> list[Any
         "slow": ("ok", "429", "learned"),
     }
     rows = []
-    for name in ("fast", "low load", "slow", "drift", "mixed", "idle key"):
+    for name in ("fast", "replicas", "low load", "slow", "drift", "mixed", "idle key"):
         if name in scenarios:
             figures = scenarios[name]
             checks = [(CHECKS[c][0], CHECKS[c][1](figures)) for c in applies[name]]
@@ -310,6 +327,7 @@ def _render(command: str, plan: Plan, results: dict[str, Any]) -> str:
             rows,
         ),  # fmt: skip
         *(f"  not applicable to {name}: {why}" for name, why in NOT_APPLICABLE.items() if name in scenarios),
+        *([] if "replicas" in scenarios else ["  replicas: skipped (no redis-server on this machine)"]),
         "",
         naive,
         run_table(

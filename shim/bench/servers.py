@@ -1,11 +1,13 @@
 """The servers a benchmark runs, each a child process: the emulator (`python -m shim emulator`), read over
-its `/_emulator/stats`, and the shim (`python -m shim serve`), whose CPU time and RSS are read from /proc."""
+its `/_emulator/stats`, the shim (`python -m shim serve`), whose CPU time and RSS are read from /proc, and
+Redis (`redis-server`, for the replicas scenario)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -168,3 +170,38 @@ class ShimProcess:
     def log_tail(self, lines: int = 30) -> str:
         self._log.seek(0)
         return "\n".join(self._log.read().decode(errors="replace").splitlines()[-lines:])
+
+
+class RedisProcess:
+    """`redis-server` (the machine's own; `available()` says whether there is one) on a free port, without
+    persistence, in a temporary directory."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = tempfile.TemporaryDirectory(prefix="shim-bench-redis-")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("redis-server") is not None
+
+    async def __aenter__(self) -> RedisProcess:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self._proc = subprocess.Popen(
+            [*command, "--dir", self._dir.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline or self._proc.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                await asyncio.sleep(0.02)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await _stop(self._proc)
+        self._dir.cleanup()

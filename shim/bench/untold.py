@@ -1,6 +1,7 @@
 """The bench's runs of the shim against an emulator whose speed it is not told: a fresh shim per run, warmed
 up with a few tasks, its SDK clients recorded, and what its learner said sampled from /healthz meanwhile.
-Also the runs that need more than one kind of client: the emulator slowing down mid-run, an idle key."""
+Also the runs that need more than one kind of client: the emulator slowing down mid-run, an idle key, and
+several replicas on one Redis."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 
 from .clients import Answer, Ask, Request, open_sdk, run_clients, sdk_client
-from .servers import EmulatorProcess, ShimProcess
+from .servers import EmulatorProcess, RedisProcess, ShimProcess
 
 #: How often the shim's /healthz is read for what its learner says (seconds).
 SAMPLE_EVERY = 0.1
@@ -95,6 +96,38 @@ async def run_idle_key(
         server = {"cpu_seconds": shim.cpu_seconds() - cpu_before, "peak_rss_mb": shim.memory_mb()[1]}
     keys = [warm_key, key, lone_key] if warmup else [key, lone_key]
     return ShimRun(key, keys, answers, started, server, samples, extra={"lone": lone_answer, "lone_key": lone_key})
+
+
+async def run_replicas(env: dict[str, str], *, tag: str, replicas: int, concurrency: int, warmup: int = 10) -> ShimRun:
+    """`replicas` fresh shims on one Redis (SHIM_REDIS_URL), warmed up together; `concurrency` SDK clients on
+    one key, request i sent to replica i mod `replicas` (a round-robin balancer). The learner is sampled on
+    the first replica; CPU seconds are the replicas' sum, peak RSS their largest."""
+    warm_key, key = bench_key(f"{tag}_warm"), bench_key(f"{tag}_shim")
+    async with RedisProcess() as redis, contextlib.AsyncExitStack() as stack:
+        shims = [ShimProcess({**env, "SHIM_REDIS_URL": redis.url}) for _ in range(replicas)]
+        await asyncio.gather(*(stack.enter_async_context(shim) for shim in shims))
+        samples = await stack.enter_async_context(_sampling(shims[0].url))
+        cpu_before = [shim.cpu_seconds() for shim in shims]
+        warm = [await stack.enter_async_context(open_sdk(shim.url, warm_key)) for shim in shims]
+        clients = [await stack.enter_async_context(open_sdk(shim.url, key)) for shim in shims]
+        if warmup:
+            await run_clients(_round_robin([sdk_client(c, tag=warm_key) for c in warm]), concurrency=warmup)
+        started = time.monotonic()
+        answers = await run_clients(_round_robin([sdk_client(c, tag=key) for c in clients]), concurrency=concurrency)
+        server = {
+            "cpu_seconds": sum(shim.cpu_seconds() - before for shim, before in zip(shims, cpu_before, strict=True)),
+            "peak_rss_mb": max(shim.memory_mb()[1] for shim in shims),
+        }
+    return ShimRun(key, [warm_key, key] if warmup else [key], answers, started, server, samples)
+
+
+def _round_robin(requests: Sequence[Request]) -> Request:
+    """Request i goes to the i-th client mod their number."""
+
+    async def request(i: int) -> Answer:
+        return await requests[i % len(requests)](i)
+
+    return request
 
 
 def _switching(

@@ -53,6 +53,7 @@ class Job:
     handoff_journaled: float = -math.inf  # wall time of the last `handed_off` record
     finished: float | None = None  # when its runner ended (clock time): its last task was seen complete
     lookup: bool = False  # a client will look it up by id (Prefer: respond-async): its failure is kept too
+    following: bool = False  # another replica runs it: this one waits for its shared record
 
     @property
     def done(self) -> bool:

@@ -4,7 +4,9 @@ starts new ones, keeps finished ones for their result TTL, and lets requests wai
 A job runs detached from the HTTP request that started it: a client that disconnects or times out does
 not cancel the upstream task; its result waits (SHIM_RESULT_TTL_SECONDS) for a retry to collect it.
 With a `Journal` (SHIM_STATE_DIR), every submit is recorded around the call, so that after a restart a
-retry resumes the earlier process's job (waits for its tasks) instead of paying again.
+retry resumes the earlier process's job (waits for its tasks) instead of paying again. With `SharedJobs`
+(SHIM_REDIS_URL: replicas), a retry landing on any replica finds the job wherever it runs, waits for its record
+and delivers it there, or adopts it when the replica that ran it died.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import asyncio
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from cachetools import TLRUCache, TTLCache
 
@@ -26,7 +29,8 @@ from .job import Job, credential_id, fingerprint, idempotency_digest
 from .journal import Journal, RecoveredJob, Submitted
 from .kept import KeptJobs
 from .recovery import JobJournal
-from .runner import Run, SubmitGauge
+from .runner import Recorder, Run, SubmitGauge
+from .shared import SharedJob, SharedJobs
 
 
 class _Slots:
@@ -72,9 +76,11 @@ class Jobs:
         events: Events | None = None,
         on_finish: Callable[[Job], None] | None = None,
         rejected_seconds: float = 60.0,
+        shared: SharedJobs | None = None,
     ) -> None:
         """`on_finish(job)` runs once every task of a job is over (its uploads are no longer needed).
-        A key the upstream rejected (401/403) is refused without an upstream call for `rejected_seconds`."""
+        A key the upstream rejected (401/403) is refused without an upstream call for `rejected_seconds`.
+        `shared`: the registry the replicas share (it is then the journal too)."""
         self._providers = providers
         self._pacers = pacers
         self._clock = clock
@@ -84,7 +90,7 @@ class Jobs:
         self._on_finish = on_finish
         # (provider, credential hash) -> when the upstream's rejection of that key stops being remembered
         self._rejected: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=100_000, ttl=rejected_seconds, timer=clock)
-        running_ttl = max_task_seconds + 600.0
+        running_ttl = self._running_ttl = max_task_seconds + 600.0
 
         def ttu(_key: object, jobs: list[Job], now: float) -> float:
             live = any(not j.done for j in jobs)
@@ -101,10 +107,12 @@ class Jobs:
         self._in_flight: dict[tuple[str, str], _Slots] = {}
         self._gauge = SubmitGauge()
         self._journal = JobJournal(journal, handoff_seconds=handoff_seconds, wall=wall)
+        self._shared = shared
+        self._recorder: Recorder = shared if shared is not None else self._journal
 
     # --- finding or starting ------------------------------------------------------------------------
 
-    def find_or_start(
+    async def find_or_start(
         self, spec: Spec, key: str, *, idempotency_key: str | None = None, retry_count: int = 0
     ) -> tuple[Job, bool]:
         """The job this request belongs to, and whether it attached to an existing one.
@@ -112,7 +120,8 @@ class Jobs:
         Attaches when: the same Idempotency-Key; or an SDK retry (retry_count >= 1) of a job still running
         or not yet delivered; or the same request inside the window in which the shim told a client to
         retry. Never across credentials. Anything else is a new intent: a new job, a new paid task.
-        A job recovered from the journal attaches by the same rules, when no live job does.
+        A job recovered from the journal, or another replica's job (shared), attaches by the same rules, when no
+        live job does. Shared: raises StateUnavailable (503) when it cannot tell, rather than pay twice.
         """
         cred = credential_id(key)
         self.refuse_if_rejected(spec.route.provider, cred)
@@ -120,18 +129,14 @@ class Jobs:
         now = self._clock()
         idem = idempotency_digest(cred, idempotency_key) if idempotency_key else None
         if idem:
-            found: Job | RecoveredJob | None = self._by_idempotency.get((cred, idem))
+            found: Job | RecoveredJob | SharedJob | None = self._by_idempotency.get((cred, idem))
             if found is None:
                 found = self._journal.by_idempotency(cred, idem)
+            if found is None and self._shared is not None:
+                remote = await self._shared.by_idempotency(cred, idem)
+                found = self._by_idempotency.get((cred, idem)) or remote  # (a request here may have started it)
             if found is not None:
-                if found.fingerprint != fp:
-                    raise errors.InvalidRequest(
-                        "This Idempotency-Key was already used with a different request body.",
-                        param=None,
-                        code="idempotency_key_reused",
-                    )
-                job = found if isinstance(found, Job) else self._start(spec, key, cred, fp, now, idem, resume=found)
-                return self._attached(job, "idempotency_key"), True
+                return self._attach_idempotent(found, spec, key, cred, fp, now, idem), True
         eligible = [
             j
             for j in self._by_fingerprint.get((cred, fp), ())
@@ -144,7 +149,62 @@ class Jobs:
         recovered = self._journal.matching(cred, fp, retry_count=retry_count)
         if recovered is not None:
             return self._attached(self._start(spec, key, cred, fp, now, idem, resume=recovered), "resumed"), True
+        if self._shared is not None:
+            return await self._find_or_start_shared(spec, key, cred, fp, now, idem, retry_count)
         return self._start(spec, key, cred, fp, now, idem), False
+
+    def _attach_idempotent(
+        self, found: Job | RecoveredJob | SharedJob, spec: Spec, key: str, cred: str, fp: str, now: float, idem: str
+    ) -> Job:
+        if found.fingerprint != fp:
+            raise errors.InvalidRequest(
+                "This Idempotency-Key was already used with a different request body.",
+                param=None,
+                code="idempotency_key_reused",
+            )
+        if isinstance(found, Job):
+            job = found
+        elif isinstance(found, SharedJob):
+            job = self._join(spec, key, found, now)
+        else:
+            job = self._start(spec, key, cred, fp, now, idem, resume=found)
+        return self._attached(job, "idempotency_key")
+
+    async def _find_or_start_shared(
+        self, spec: Spec, key: str, cred: str, fp: str, now: float, idem: str | None, retry_count: int
+    ) -> tuple[Job, bool]:
+        """No job here: another replica's (the live rules: an SDK retry, or a hand-off window still open), or a
+        new job, recorded in the shared registry before anything is submitted."""
+        assert self._shared is not None
+        wall = self._wall()
+        for found in await self._shared.by_fingerprint(cred, fp):  # newest first
+            if found.attachable and (retry_count >= 1 or found.handoff_until > wall):
+                reason = "sdk_retry" if retry_count >= 1 else "handoff"
+                return self._attached(self._join(spec, key, found, now), reason), True
+        provider = self._providers[spec.route.provider]
+        submissions = provider.plan(spec)  # validation errors surface here, before anything is recorded
+        job = self._new_job(spec, cred, fp, now, idem)
+        holder = await self._shared.create(job)
+        if holder is not None and idem:  # another request with this Idempotency-Key was first
+            other: Job | SharedJob | None = self._by_idempotency.get((cred, idem))
+            other = other or await self._shared.load(cred, holder)
+            if other is None:
+                raise errors.StateUnavailable("That Idempotency-Key's job is being recorded: retry.", retry_after=1)
+            return self._attach_idempotent(other, spec, key, cred, fp, now, idem), True
+        self._launch(job, self._run(job, provider, submissions, key, {}))
+        self._emit_start(job, None)
+        return job, False
+
+    def _join(self, spec: Spec, key: str, found: SharedJob, now: float) -> Job:
+        """The local side of another replica's job: it waits for the shared record, and delivers it here."""
+        local = self._by_id.get(found.id)
+        if local is not None and local.credential == found.credential:
+            return local
+        job = Job(id=found.id, credential=found.credential, fingerprint=found.fingerprint, spec=spec, created=now)
+        job.idempotency, job.following = found.idempotency, True
+        self._launch(job, self._follow(job, self._providers[spec.route.provider], key, found))
+        self._events.emit("job_following", job=job.id)
+        return job
 
     def _attached(self, job: Job, reason: str) -> Job:
         self._events.emit("job_attached", job=job.id, provider=job.spec.route.provider, reason=reason)
@@ -183,6 +243,8 @@ class Jobs:
         """Drop a job from every index (a client deleted it): a retry of it is a new intent."""
         self._forget(job)
         self._by_id.pop(job.id, None)
+        if self._shared is not None:
+            self._shared.forget(job)
 
     def check(self, spec: Spec) -> None:
         """What the spec's model cannot do, as a 400, before anything is stored or spent."""
@@ -215,8 +277,7 @@ class Jobs:
         """A new job, or (`resume`) the live continuation of a job an earlier process started."""
         provider = self._providers[spec.route.provider]
         submissions = provider.plan(spec)  # validation errors surface here, before any upstream call
-        job = Job(id="job_" + secrets.token_hex(12), credential=cred, fingerprint=fp, spec=spec, created=now)
-        job.idempotency = idem
+        job = self._new_job(spec, cred, fp, now, idem)
         earlier: Mapping[int, Submitted] = {}
         if resume is not None:
             self._journal.consume(resume)
@@ -224,22 +285,37 @@ class Jobs:
             job.idempotency = resume.idempotency or idem
             if resume.idempotency:
                 self._by_idempotency[(cred, resume.idempotency)] = job
-        job.runner = asyncio.get_running_loop().create_task(self._run(job, provider, submissions, key, earlier))
+        self._launch(job, self._run(job, provider, submissions, key, earlier))
+        if idem:
+            self._by_idempotency[(cred, idem)] = job
+        self._emit_start(job, earlier if resume is not None else None)
+        return job
+
+    def _new_job(self, spec: Spec, cred: str, fp: str, now: float, idem: str | None) -> Job:
+        job = Job(id="job_" + secrets.token_hex(12), credential=cred, fingerprint=fp, spec=spec, created=now)
+        job.idempotency = idem
+        return job
+
+    def _launch(self, job: Job, work: Coroutine[Any, Any, Outcome]) -> None:
+        """Run `work` as the job's runner, and index the job."""
+        job.runner = asyncio.get_running_loop().create_task(work)
         self._live.add(job.runner)
         job.runner.add_done_callback(lambda t: self._finished(job, t))
         self._by_id[job.id] = job
-        bucket = self._by_fingerprint.get((cred, fp)) or []
+        bucket = self._by_fingerprint.get((job.credential, job.fingerprint)) or []
         bucket.append(job)
-        self._by_fingerprint[(cred, fp)] = bucket
-        if idem:
-            self._by_idempotency[(cred, idem)] = job
+        self._by_fingerprint[(job.credential, job.fingerprint)] = bucket
+        if job.idempotency:
+            self._by_idempotency[(job.credential, job.idempotency)] = job
+
+    def _emit_start(self, job: Job, resumed: Mapping[int, Submitted] | None) -> None:
+        spec = job.spec
         event: dict[str, object] = {
             "job": job.id, "provider": spec.route.provider, "model": spec.route.public_id, "n": getattr(spec, "n", 1)
         }  # fmt: skip
-        if resume is not None:
-            event["resumed_tasks"] = ",".join(s.task for s in earlier.values() if s.task)
-        self._events.emit("job_resumed" if resume is not None else "job_started", **event)
-        return job
+        if resumed is not None:
+            event["resumed_tasks"] = ",".join(s.task for s in resumed.values() if s.task)
+        self._events.emit("job_resumed" if resumed is not None else "job_started", **event)
 
     def _finished(self, job: Job, runner: asyncio.Task[Outcome]) -> None:
         self._live.discard(runner)
@@ -250,6 +326,11 @@ class Jobs:
             failure.__traceback__ = None  # a kept failure must not keep the frames (and the key) alive
             if isinstance(failure, errors.AuthenticationFailed):
                 self._rejected[(job.spec.route.provider, job.credential)] = True
+        if self._shared is not None and not job.following:
+            result = None if runner.cancelled() or failure is not None else runner.result()
+            if failure is not None and not isinstance(failure, errors.ShimError):
+                failure = errors.ShimError("The server had an error while processing your request.")
+            self._shared.finished(job, result, failure)
         key = (job.credential, job.fingerprint)
         bucket = self._by_fingerprint.get(key)
         if job.nothing_paid:
@@ -268,7 +349,7 @@ class Jobs:
                 self._by_id[job.id] = job
         outcome = "cancelled" if runner.cancelled() else "ok" if failure is None else "failed"
         self._events.emit(
-            "job_finished",
+            "job_finished" if not job.following else "job_followed",
             job=job.id,
             provider=job.spec.route.provider,
             outcome=outcome,
@@ -300,7 +381,7 @@ class Jobs:
             provider,
             self._pacers[provider.name].get(job.credential),
             key,
-            self._journal,
+            self._recorder,
             self._events,
             self._gauge,
             slots=self._slots(provider.name, job.credential, limit) if limit else None,
@@ -309,6 +390,46 @@ class Jobs:
             wall=self._wall,
         )
         return await run.outcome(submissions)
+
+    async def _follow(self, job: Job, provider: Provider, key: str, found: SharedJob) -> Outcome:
+        """Another replica's job: wait for its record (a notification, or a read every `follow_every`) and
+        return its outcome; adopt it once its owner's lease expired (the owner died), and resume it as after
+        a restart: its known tasks are polled, a submission left "submitting" is never sent again."""
+        assert self._shared is not None
+        view: SharedJob | None = found
+        while self._clock() < job.created + self._running_ttl:
+            view = view or await self._look(job)
+            if view is not None and view.status != "running":
+                job.submits = sum(1 for s in view.submissions.values() if s.task)
+                job.uncertain = view.paid and not job.submits  # paid, or maybe: never a fresh attempt
+                return view.outcome()
+            if view is not None and not view.leased and await self._adopt(job, view):
+                tasks = ",".join(s.task for s in view.submissions.values() if s.task)
+                self._events.emit("job_adopted", job=job.id, resumed_tasks=tasks)
+                return await self._run(job, provider, provider.plan(job.spec), key, view.submissions)
+            await self._shared.changed(job.id, self._shared.follow_every)
+            view = None
+        raise errors.TaskTimeout(f"job {job.id} ran on another replica past the task cap")
+
+    async def _look(self, job: Job) -> SharedJob | None:
+        """The job's shared record now (None: the shared state cannot answer now)."""
+        assert self._shared is not None
+        try:
+            view = await self._shared.load(job.credential, job.id)
+        except errors.StateUnavailable:
+            return None
+        if view is None:
+            raise errors.UpstreamError(f"The record of job {job.id} expired before its result was delivered.")
+        return view
+
+    async def _adopt(self, job: Job, view: SharedJob) -> bool:
+        assert self._shared is not None
+        try:
+            adopted = await self._shared.adopt(job, view)
+        except errors.StateUnavailable:
+            return False
+        job.following = not adopted
+        return adopted
 
     def _slots(self, provider: str, credential: str, limit: int) -> _Slots:
         slots = self._in_flight.get((provider, credential))
@@ -337,6 +458,8 @@ class Jobs:
         restart: the journal notes it, at most once per half window)."""
         job.handoff_until = self._clock() + self._handoff
         self._journal.handed_off(job)
+        if self._shared is not None:
+            self._shared.handed_off(job, self._wall() + self._handoff)
 
     def mark_delivered(self, job: Job, *, asked_at: float | None = None) -> None:
         """A client has the result: nothing is left to collect (after a restart either). `asked_at` (this
@@ -345,6 +468,8 @@ class Jobs:
             job.delivered = True
             self._journal.finished(job)
             self._emit_delivered(job, asked_at)
+            if self._shared is not None:
+                self._shared.delivered(job)
 
     def _emit_delivered(self, job: Job, asked_at: float | None) -> None:
         now = self._clock()

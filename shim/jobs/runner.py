@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .. import errors
 from ..events import Events
@@ -24,7 +25,16 @@ from ..types import Outcome, Submission, Task
 from ..untrusted import public
 from .job import Job
 from .journal import Submitted
-from .recovery import JobJournal
+
+
+class Recorder(Protocol):
+    """Where a job's submits are recorded (`recovery.JobJournal`, or the replicas' `redis_jobs.RedisJobs`)."""
+
+    async def submitting(self, job: Job, index: int) -> None:
+        """Before submission `index` is sent; raises (and nothing is sent) when it cannot be recorded."""
+        ...
+
+    async def submitted(self, job: Job, index: int, task: str) -> None: ...
 
 
 @dataclass
@@ -42,7 +52,7 @@ class Run:
     provider: Provider
     pacer: Pacer
     key: str
-    journal: JobJournal
+    journal: Recorder
     events: Events
     gauge: SubmitGauge
     slots: AbstractAsyncContextManager[object] | None = None

@@ -123,7 +123,9 @@ class Videos:
     ) -> tuple[Video, bool]:
         """Start (or attach to) the video's job and wait up to `wait` seconds for its submit, so that a refusal
         that created nothing (a 400, a 401, no credits...) is this request's error. Returns (video, attached)."""
-        job, attached = self._jobs.find_or_start(spec, key, idempotency_key=idempotency_key, retry_count=retry_count)
+        job, attached = await self._jobs.find_or_start(
+            spec, key, idempotency_key=idempotency_key, retry_count=retry_count
+        )
         video = self._by_id.get(video_id(job.id))
         new = video is None
         if video is None:

@@ -25,6 +25,7 @@ from ..errors import (
     UpstreamUnavailable,
 )
 from ..types import LatencyPrior, Task
+from .budget import Budget
 from .learner import LatencyLearner
 from .plan import PollPlanner, Watch
 from .queue import Call, CallKind, SlotQueue
@@ -34,6 +35,14 @@ T = TypeVar("T")
 #: How much an unexpected upstream 429 widens the upstream's windows (seconds), and at most by what share.
 JITTER_STEP = 0.05
 WIDEST = 0.2
+#: A slot reserved ahead (a shared budget) is used only this soon after its time; a later wake-up (a busy
+#: process) reserves another, once, so that late sends do not crowd the slots other replicas hold after it.
+LATE_SLOT = 0.02
+
+
+def _check(latency_scale: float, max_task_seconds: float, max_poll_backoff: float, max_rate_limit_wait: float) -> None:
+    if latency_scale <= 0 or max_task_seconds <= 0 or max_poll_backoff <= 0 or max_rate_limit_wait < 0:
+        raise ValueError("need latency_scale > 0, max_task_seconds > 0, max_poll_backoff > 0")
 
 
 class Pacer:
@@ -58,17 +67,19 @@ class Pacer:
         poll_retry_backoff: float = 0.25,
         price_factor: float = 0.05,
         submit_weight: float = 0.05,
+        budget: Callable[[SlidingWindow], Budget] | None = None,
     ) -> None:
         """`margin` widens the window against arrival jitter. `min_poll_interval` is the closest two polls of
         one task ever come (they also stay a share of the task's age apart). A poll's price is `price_factor`
         x (tasks + queued calls) / budget per second; a queued call's wait counts `submit_weight` against a
         due poll. Without a `learner` (shared by a provider's Pacers, see Pacers), the Pacer learns alone,
-        from `priors` (the documented latencies) x `latency_scale` (a hint for classes not yet observed)."""
-        if latency_scale <= 0 or max_task_seconds <= 0 or max_poll_backoff <= 0 or max_rate_limit_wait < 0:
-            raise ValueError("need latency_scale > 0, max_task_seconds > 0, max_poll_backoff > 0")
+        from `priors` (the documented latencies) x `latency_scale` (a hint for classes not yet observed).
+        `budget` turns the key's window into the budget actually spent (one shared by replicas, say)."""
+        _check(latency_scale, max_task_seconds, max_poll_backoff, max_rate_limit_wait)
         if min(min_poll_interval, poll_retry_backoff, price_factor, submit_weight) < 0:
             raise ValueError("poll intervals, price_factor and submit_weight must not be negative")
-        self._budget = SlidingWindow.for_rate(rate, window, margin)
+        window_ = SlidingWindow.for_rate(rate, window, margin)
+        self._budget: Budget = window_ if budget is None else budget(window_)
         self._span = self._budget.span  # before any widening
         self._slack = slack if slack is not None else Slack()  # shared by an upstream's Pacers (see Pacers)
         if learner is None:
@@ -79,7 +90,7 @@ class Pacer:
             min_poll_interval=min_poll_interval,
             price_factor=price_factor,
             per_second=self._budget.capacity / self._budget.span,
-            load=lambda: len(self._queue.calls) + self._watching,
+            load=lambda: self._budget.load(len(self._queue.calls) + self._watching),
         )
         self._queue = SlotQueue(self._planner, submit_weight=submit_weight)
         self._max_task_seconds = max_task_seconds
@@ -91,6 +102,8 @@ class Pacer:
         self._watching = 0
         self._kick = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        #: the call or poll chosen for the slot reserved at that time (and whether that slot is a second one)
+        self._held: tuple[asyncio.Future[None], float, bool] | None = None
         self._closed = False
         self._counts = dict.fromkeys(
             ("requests", "submits", "polls", "rate_limited", "too_many_tasks", "unreachable",
@@ -163,7 +176,8 @@ class Pacer:
 
     def idle(self) -> bool:
         """Nothing queued or watched, and the window no longer constrains anything."""
-        return not self._queue.calls and not self._watching and self._budget.idle(self._clock())
+        idle = not self._queue.calls and not self._watching and self._held is None
+        return idle and self._budget.idle(self._clock())
 
     async def aclose(self) -> None:
         """Stop the dispatcher; every queued call and watched task fails with ShuttingDown."""
@@ -172,7 +186,7 @@ class Pacer:
         if runner is not None:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
-        self._queue.fail_all(ShuttingDown("the gateway is shutting down"))
+        self._fail_all(ShuttingDown("the gateway is shutting down"))
 
     # --- following one task ----------------------------------------------------------------------------
 
@@ -263,7 +277,7 @@ class Pacer:
         try:
             while True:
                 now = self._clock()
-                wake_at, interruptible = self._dispatch(now)
+                wake_at, interruptible = await self._dispatch(now)
                 self._kick.clear()
                 if wake_at is None:
                     if self._queue.empty():
@@ -276,7 +290,7 @@ class Pacer:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug here must not leave callers waiting forever
-            self._queue.fail_all(exc)
+            self._fail_all(exc)
             raise
         finally:
             if self._runner is asyncio.current_task():
@@ -292,22 +306,44 @@ class Pacer:
             sleeper.cancel()
             kicked.cancel()
 
-    def _dispatch(self, now: float) -> tuple[float | None, bool]:
+    async def _dispatch(self, now: float) -> tuple[float | None, bool]:
         """Grant every slot free at `now`; return when to look again, and whether an arrival could matter
         sooner (not while waiting for the budget: an arrival cannot make a slot free)."""
         self._queue.expire(now, self._timeout)
         span = self._span + min(self._slack.extra, WIDEST * self._span)
-        if span != self._budget.span:
-            self._budget.resize(span)
+        if span > self._budget.span:  # the upstream's slack grew (a 429 of any key): this key's window too
+            self._budget.widen(span - self._budget.span, span)
         self._planner.adapt(now, self._budget.used(now))
         while True:
+            if self._held is not None:  # the one chosen for a slot reserved at `at`
+                grant, at, again = self._held
+                if not grant.done():  # else its caller left, or its task reached the cap: the slot goes unused
+                    if at > now:
+                        return self._budget_wait(at)
+                    if now - at > LATE_SLOT and not again:
+                        self._held = (grant, await self._budget.claim(now), True)
+                        now = self._clock()
+                        continue
+                    grant.set_result(None)
+                self._held = None
             if not self._queue.ready(now):
                 return self._queue.next_event(), True
             free_at = self._budget.next_free(now)
             if free_at > now:
-                deadline = self._queue.next_deadline()
-                return min(free_at, math.inf if deadline is None else deadline), False
+                return self._budget_wait(free_at)
             taken = self._queue.take(now)
             if taken is not None:
-                self._budget.record(now)
-                taken[1].set_result(None)
+                at = await self._budget.claim(now)
+                self._held = (taken[1], at, False)
+                if at > now:  # a shared budget: the round trip took time too
+                    now = self._clock()
+
+    def _budget_wait(self, until: float) -> tuple[float, bool]:
+        deadline = self._queue.next_deadline()
+        return min(until, math.inf if deadline is None else deadline), False
+
+    def _fail_all(self, exc: BaseException) -> None:
+        held, self._held = self._held, None
+        if held is not None and not held[0].done():
+            held[0].set_exception(exc)
+        self._queue.fail_all(exc)

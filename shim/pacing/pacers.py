@@ -5,18 +5,23 @@ arrival jitter to the path to it, not to a key)."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any
 
+from .budget import Budget
 from .learner import LatencyLearner
 from .pacer import Pacer
-from .window import Slack
+from .window import Slack, SlidingWindow
 
 
 class Pacers:
-    """See the module docstring. `pacer_kwargs` are every Pacer's; a `learner` among them is shared as is."""
+    """See the module docstring. `pacer_kwargs` are every Pacer's; a `learner` among them is shared as is.
+    `budget(credential, window)`, when given, is each credential's budget (shared by replicas, say)."""
 
-    def __init__(self, **pacer_kwargs: Any) -> None:
+    def __init__(self, *, budget: Callable[[str, SlidingWindow], Budget] | None = None, **pacer_kwargs: Any) -> None:
         Pacer(**pacer_kwargs)  # bad settings fail at start-up, not at the first request
+        self._budget = budget
         self.learner: LatencyLearner = pacer_kwargs.pop("learner", None) or LatencyLearner(
             priors=pacer_kwargs.get("priors"),
             hint=pacer_kwargs.get("latency_scale", 1.0),
@@ -33,7 +38,9 @@ class Pacers:
         if pacer is None:
             if len(self._pacers) >= self._sweep_at:
                 self._sweep()
-            pacer = self._pacers[credential_id] = Pacer(**self._kwargs, learner=self.learner, slack=self.slack)
+            shared = functools.partial(self._budget, credential_id) if self._budget is not None else None
+            pacer = Pacer(**self._kwargs, learner=self.learner, slack=self.slack, budget=shared)
+            self._pacers[credential_id] = pacer
         return pacer
 
     def latency(self) -> dict[str, dict[str, float | int | bool]]:

@@ -58,6 +58,11 @@ class SlidingWindow:
         self._sent.append(at)
         self._tat = max(self._tat, at) + self._spacing
 
+    async def claim(self, now: float) -> float:
+        """`record(now)`, as the Pacer's `Budget` (see `budget`): a local slot leaves at once."""
+        self.record(now)
+        return now
+
     def widen(self, extra: float, ceiling: float) -> None:
         """Lengthen the window by `extra` seconds, up to `ceiling`: the upstream counted a send we did not,
         so arrival jitter is larger than the margin allowed for."""
@@ -76,6 +81,10 @@ class SlidingWindow:
         """The share of the window's capacity spent over the last span."""
         # Sends are recorded in time order: a binary search finds the first one inside the window.
         return (len(self._sent) - bisect.bisect_right(self._sent, now - self.span)) / self.capacity
+
+    def load(self, local: int) -> int:
+        """As the Pacer's `Budget`: a process's own window carries its own load alone."""
+        return local
 
     def idle(self, now: float) -> bool:
         """True when no send or pause of the past still constrains the future."""

@@ -55,7 +55,7 @@ async def answer(request: Request, spec: ImageSpec, key: str) -> Response:
     prefers to look the job up later), and deliver."""
     state = state_of(request)
     asked = state.jobs.now()
-    job, attached = state.jobs.find_or_start(
+    job, attached = await state.jobs.find_or_start(
         spec,
         key,
         idempotency_key=request.headers.get("idempotency-key") or None,

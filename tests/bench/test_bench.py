@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     """The quick bench exits 0, prints the scenario table and the three detailed tables, every task of every
-    scenario succeeds, the shim is never told the emulator's speed, and the learner's figures are there."""
+    scenario succeeds (three replicas on one Redis among them), the shim is never told the emulator's speed,
+    and the learner's figures are there."""
     out = tmp_path / "bench.json"
     command = [sys.executable, "-m", "shim", "bench", "--quick", "--json", str(out)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=150)
@@ -29,6 +30,7 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
         assert heading in text
     for row in (
         "fast: 10 at once",
+        "replicas: 10 at once over 3 shims on one Redis",
         "low load: 5 clients",
         "drift: 10 clients",
         "mixed: 10 at once, 4 classes",
@@ -44,7 +46,7 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
         assert row in text
 
     report = json.loads(out.read_text())
-    assert set(report["scenarios"]) == {"fast", "low load", "drift", "mixed", "idle key"}  # slow: not in --quick
+    assert set(report["scenarios"]) == {"fast", "replicas", "low load", "drift", "mixed", "idle key"}  # no slow
     for name, figures in report["scenarios"].items():
         assert figures["ok"] == figures["tasks"] > 0, name
         assert figures["learning"], name  # the learner's median was sampled for every class asked

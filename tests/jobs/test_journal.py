@@ -231,17 +231,17 @@ async def test_resume_waits_for_paid_tasks_and_never_resubmits_unknown_ones(
     pacers = {"fake": Pacers(rate=1000.0, latency_scale=0.0001)}
     jobs = Jobs(providers={"fake": provider}, pacers=pacers, journal=journal, wall=lambda: now)
     try:
-        job, attached = jobs.find_or_start(spec, key, retry_count=1)
+        job, attached = await jobs.find_or_start(spec, key, retry_count=1)
         assert attached and job.id == "job_old"
         outcome = await jobs.wait(job, timeout=5)
         assert outcome is not None
         assert [task.id for _, task in outcome.tasks] == ["old0", "new2"]
         assert [type(f) for f in outcome.failures] == [errors.SubmitOutcomeUnknown]
         assert provider.polled == ["old0"] and provider.submitted == [2]
-        again, attached = jobs.find_or_start(spec, key, retry_count=1)
+        again, attached = await jobs.find_or_start(spec, key, retry_count=1)
         assert attached and again is job  # consumed: it is the live job now
         jobs.mark_delivered(job)
-        fresh, attached = jobs.find_or_start(spec, key, retry_count=0)  # a new intent, as without a journal
+        fresh, attached = await jobs.find_or_start(spec, key, retry_count=0)  # a new intent, as without a journal
         assert not attached and fresh.id != job.id
         await jobs.wait(fresh, timeout=5)
     finally:
