@@ -96,7 +96,11 @@ class Router:
     def resolve(self, model: str, *, mask: bool = False) -> Route:
         """The Route of a public id; `mask` for an edit carrying a mask (an alias may send it elsewhere)."""
         route = self._lookup(model, mask)
-        if route is not None and self.passes_through(route) and self.is_video_model(model):
+        if (
+            route is not None
+            and self.is_video_model(model)
+            and route.upstream_model not in self.doors[route.provider].models
+        ):
             route = None  # pass-through never carries a known video id to an image endpoint
         if route is None:
             hint = " It is a video model: use POST /v1/videos." if self._video_lookup(model) else ""
@@ -155,7 +159,7 @@ class Router:
     def passes_through(self, route: Route) -> bool:
         """Whether a route names an upstream id its provider does not know (the upstream will validate it)."""
         door = self.doors.get(route.provider)
-        return door is not None and route.upstream_model not in door.models
+        return door is not None and route.upstream_model not in (*door.models, *door.video_models)
 
     def passthrough_providers(self) -> list[str]:
         """The providers that take `<provider>/<any id>`, in registry order."""
@@ -174,6 +178,29 @@ class Router:
                 seen.setdefault(model, provider)
                 seen.setdefault(f"{provider}/{model}", provider)
         return list(seen.items())
+
+    def listed(self) -> list[tuple[str, str]]:
+        """What `GET /v1/models` lists: every image id (`ids`), then `sora-2` (when it means something) and
+        every video id (`video_ids`), each with its owner."""
+        seen = dict(self.ids())
+        default = self._video_lookup(DEFAULT_VIDEO_ID)
+        if default is not None:
+            seen.setdefault(DEFAULT_VIDEO_ID, default.provider)
+        for model, owner in self.video_ids():
+            seen.setdefault(model, owner)
+        return list(seen.items())
+
+    def resolve_any(self, model: str) -> Route:
+        """The Route of an image or a video id (`GET /v1/models/{id}`); ModelNotFound when it is neither."""
+        try:
+            return self.resolve(model)
+        except errors.ModelNotFound:
+            route = self._video_lookup(model)
+            if route is None:
+                raise errors.ModelNotFound(
+                    f"The model '{model}' does not exist or you do not have access to it.", param="model"
+                ) from None
+            return route
 
     def collisions(self) -> list[Collision]:
         """The bare ids (aliases and upstream models) more than one provider offers, and where each goes."""

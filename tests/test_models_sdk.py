@@ -183,3 +183,17 @@ def test_models_retrieve_marks_a_passthrough_id(sdk, shim_server, key) -> None:
     known = client.models.retrieve("imagen-4-0")
     assert (passed.owned_by, passed.model_extra) == ("reapi", {"x_shim_passthrough": True})
     assert (known.owned_by, known.model_extra) == ("reapi", {})
+
+
+def test_models_list_and_retrieve_video_ids(sdk, shim_server, key) -> None:
+    """/v1/models also lists the video models (sora-2 through SHIM_DEFAULT_VIDEO_MODEL, reAPI's own ids bare and
+    prefixed), as OpenAI lists sora-2; retrieving one answers its owner, with no pass-through marker."""
+    client = sdk(shim_server, key)
+    owners = {m.id: m.owned_by for m in client.models.list().data}
+    assert owners["sora-2"] == owners["kling-3-0"] == owners["reapi/kling-3-0"] == "reapi"
+    assert owners["gpt-image-1"] == "reapi"  # the image ids are still all there
+    for model in ("sora-2", "sora-2-2025-10-06", "reapi/kling-3-0"):
+        found = client.models.retrieve(model)
+        assert (found.id, found.owned_by, found.model_extra) == (model, "reapi", {})
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("sora-3")

@@ -10,10 +10,11 @@ from ..state import state_of
 
 
 async def list_models(request: Request) -> Response:
-    """Every routable id, owned by its provider; `x_shim_passthrough` lists the `<provider>/*` prefixes that
-    also take ids not listed (passed to that upstream, which validates them). Clients ignore unknown keys."""
+    """Every routable id (image and video models), owned by its provider; `x_shim_passthrough` lists the
+    `<provider>/*` prefixes that also take ids not listed (passed to that upstream, which validates them).
+    Clients ignore unknown keys."""
     router = state_of(request).router
-    data = [model_object(model_id, owner) for model_id, owner in router.ids()]
+    data = [model_object(model_id, owner) for model_id, owner in router.listed()]
     prefixes = [f"{provider}/*" for provider in router.passthrough_providers()]
     return JSONResponse({"object": "list", "data": data, "x_shim_passthrough": prefixes})
 
@@ -22,7 +23,7 @@ async def retrieve_model(request: Request) -> Response:
     """One routable id; a pass-through one (not in its provider's catalog) says so with x_shim_passthrough."""
     model_id = request.path_params["model_id"]
     router = state_of(request).router
-    route = router.resolve(model_id)
+    route = router.resolve_any(model_id)
     found = model_object(model_id, route.provider)
     if router.passes_through(route):
         found["x_shim_passthrough"] = True
