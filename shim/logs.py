@@ -81,6 +81,10 @@ def configure(level: str, fmt: str) -> None:
         logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     else:
         logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
+    # httpx logs every request's full URL at INFO: upstream result URLs may carry signed query tokens, and the
+    # shim's own lines already say what was called (ids and outcomes only).
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def uvicorn_log_config(fmt: str) -> dict[str, Any] | None:

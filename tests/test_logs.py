@@ -80,6 +80,9 @@ def test_json_lines_parse_and_never_hold_the_key(reapi_upstream, reve2img_upstre
     assert all(isinstance(line, dict) and {"time", "level", "logger"} <= set(line) for line in lines)
     for secret in (key, rejected, credential_id(key), credential_id(rejected), secret_word):
         assert secret not in output
+    # httpx's own lines (every URL, result URLs with any signed token among them) stay out, even at debug
+    assert not [line for line in lines if line["logger"].startswith(("httpx", "httpcore"))]
+    assert "/media/tasks/" not in output
     job_id = ok.headers["x-shim-job"]
     mine = {line["event"]: line for line in lines if line.get("job_id") == job_id}
     assert {"job_started", "task_submitted", "task_finished", "job_finished", "job_delivered"} <= set(mine)
