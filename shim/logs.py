@@ -83,7 +83,7 @@ def configure(level: str, fmt: str) -> None:
         logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
     # httpx logs every request's full URL at INFO: upstream result URLs may carry signed query tokens, and the
     # shim's own lines already say what was called (ids and outcomes only).
-    for name in ("httpx", "httpcore"):
+    for name in ("httpx", "httpcore", "httpx2"):  # httpx2: the openai SDK's client, in `shim bench`
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
