@@ -33,6 +33,10 @@ class Budget(Protocol):
 
     def widen(self, extra: float, ceiling: float) -> None: ...
 
+    def resize(self, span: float) -> None:
+        """The window is now `span` seconds long (the room against arrival jitter moved)."""
+        ...
+
     def used(self, now: float) -> float: ...
 
     def load(self, local: int) -> int:

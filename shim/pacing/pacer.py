@@ -29,7 +29,7 @@ from .budget import Budget
 from .learner import LatencyLearner
 from .plan import PollPlanner, Watch
 from .queue import Call, CallKind, SlotQueue
-from .window import Slack, SlidingWindow
+from .window import Slack, SlidingWindow, Spread
 
 T = TypeVar("T")
 #: How much an unexpected upstream 429 widens the upstream's windows (seconds), and at most by what share.
@@ -61,6 +61,7 @@ class Pacer:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         learner: LatencyLearner | None = None,
         slack: Slack | None = None,
+        spread: Spread | None = None,
         margin: float = 0.05,
         max_rate_limit_wait: float = 120.0,
         min_poll_interval: float = 0.1,
@@ -82,6 +83,8 @@ class Pacer:
         self._budget: Budget = window_ if budget is None else budget(window_)
         self._span = self._budget.span  # before any widening
         self._slack = slack if slack is not None else Slack()  # shared by an upstream's Pacers (see Pacers)
+        self._spread = spread if spread is not None else Spread()  # likewise
+        self._margin = margin
         if learner is None:
             learner = LatencyLearner(priors=priors, hint=latency_scale, longest=max(max_task_seconds, 60.0))
         learner.subscribe(self._replan)
@@ -218,6 +221,7 @@ class Pacer:
                 watch.due, watch.adaptive = min(self._clock() + backoff, watch.deadline), False
                 continue
             failures = strikes = 0
+            self._spread.observe(self._clock() - sent)
             watch.polls += 1
             if watch.polls == 1:
                 self._planner.first_poll(watch, sent - watch.submitted_at, done=result.terminal)
@@ -310,9 +314,10 @@ class Pacer:
         """Grant every slot free at `now`; return when to look again, and whether an arrival could matter
         sooner (not while waiting for the budget: an arrival cannot make a slot free)."""
         self._queue.expire(now, self._timeout)
-        span = self._span + min(self._slack.extra, WIDEST * self._span)
-        if span > self._budget.span:  # the upstream's slack grew (a 429 of any key): this key's window too
-            self._budget.widen(span - self._budget.span, span)
+        extra = max(self._slack.extra, self._spread.excess(self._margin))
+        span = self._span + min(extra, WIDEST * self._span)
+        if span != self._budget.span:  # the upstream's room moved (a 429 of any key, answers' spread)
+            self._budget.resize(span)
         self._planner.adapt(now, self._budget.used(now))
         while True:
             if self._held is not None:  # the one chosen for a slot reserved at `at`

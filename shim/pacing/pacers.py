@@ -12,7 +12,7 @@ from typing import Any
 from .budget import Budget
 from .learner import LatencyLearner
 from .pacer import Pacer
-from .window import Slack, SlidingWindow
+from .window import Slack, SlidingWindow, Spread
 
 
 class Pacers:
@@ -28,6 +28,7 @@ class Pacers:
             longest=max(pacer_kwargs.get("max_task_seconds", 3600.0), 60.0),
         )
         self.slack = Slack()
+        self.spread = Spread()
         self._kwargs = pacer_kwargs
         self._pacers: dict[str, Pacer] = {}
         self._sweep_at = 1024
@@ -39,7 +40,7 @@ class Pacers:
             if len(self._pacers) >= self._sweep_at:
                 self._sweep()
             shared = functools.partial(self._budget, credential_id) if self._budget is not None else None
-            pacer = Pacer(**self._kwargs, learner=self.learner, slack=self.slack, budget=shared)
+            pacer = Pacer(**self._kwargs, learner=self.learner, slack=self.slack, spread=self.spread, budget=shared)
             self._pacers[credential_id] = pacer
         return pacer
 

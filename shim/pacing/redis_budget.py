@@ -148,6 +148,14 @@ class RedisBudget:
         self._local.widen(extra, ceiling)
         self._send_limited(0.0, extra, ceiling, base)
 
+    def resize(self, span: float) -> None:
+        """This replica's window; a wider one is every replica's (the shared span only ever widens until the
+        key's record expires)."""
+        base = self._local.span
+        self._local.resize(span)
+        if span > base:
+            self._send_limited(0.0, span - base, span, base)
+
     def used(self, now: float) -> float:
         shared, seen = self._shared_used
         return max(self._local.used(now), shared if now - seen < self._local.span else 0.0)

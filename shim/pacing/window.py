@@ -104,3 +104,29 @@ class Slack:
 
     def widen(self, step: float) -> None:
         self.extra = min(self.extra + step, self.ceiling)
+
+
+class Spread:
+    """How unevenly an upstream's answers come back (`excess`), shared by the upstream's Pacers: the seconds
+    from a poll leaving to its answer, of the last `size` polls. A send reaches the upstream anywhere in that
+    time, so when the times spread beyond the window's margin (a loaded upstream, or this process busy),
+    arrivals bunch up by as much, and every key's window leaves that much more room."""
+
+    __slots__ = ("_samples", "_excess", "_fresh")
+
+    def __init__(self, size: int = 256) -> None:
+        self._samples: deque[float] = deque(maxlen=size)
+        self._excess = 0.0
+        self._fresh = 0
+
+    def observe(self, seconds: float) -> None:
+        self._samples.append(seconds)
+        self._fresh += 1
+        if self._fresh >= 16 and len(self._samples) >= 32:  # re-read every 16 answers (a sort of <= 256)
+            ordered = sorted(self._samples)
+            self._excess = ordered[int(len(ordered) * 0.95)] - ordered[0]
+            self._fresh = 0
+
+    def excess(self, margin: float) -> float:
+        """How much the spread of answer times exceeds `margin` (0 while it does not)."""
+        return max(self._excess - margin, 0.0)

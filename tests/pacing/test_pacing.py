@@ -32,7 +32,7 @@ from shim.pacing.latency import find_prior
 from shim.pacing.learner import LatencyLearner
 from shim.pacing.pacer import Pacer
 from shim.pacing.pacers import Pacers
-from shim.pacing.window import SlidingWindow
+from shim.pacing.window import SlidingWindow, Spread
 from shim.types import LatencyPrior, Task
 
 T = TypeVar("T")
@@ -282,6 +282,57 @@ def test_one_keys_unexpected_429_widens_every_keys_window() -> None:
     widened, untouched = run(main())
     assert min(widened) == pytest.approx(0.11)  # (1.0 + 0.05 margin + 0.05 learned) / 10
     assert min(untouched) == pytest.approx(0.105)
+
+
+def test_uneven_answer_times_widen_every_keys_window() -> None:
+    """Polls of key A whose answers come back unevenly (most in 10 ms, one in ten after 0.4 s: a loaded
+    upstream, or this process busy) mean arrivals bunch by as much: key B of the same upstream then spaces its
+    sends wider (up to a fifth more), a key of another upstream does not."""
+
+    async def main() -> tuple[list[float], list[float]]:
+        reapi, other = Pacers(clock=now, sleep=asyncio.sleep, priors=PRIORS), Pacers(clock=now, sleep=asyncio.sleep)
+        answers = itertools.count()
+
+        async def uneven(task_id: str) -> Task:
+            n = next(answers)
+            await asyncio.sleep(0.4 if n % 10 == 9 else 0.01)
+            return Task(task_id, "completed" if n % 3 == 2 else "processing")
+
+        follow = reapi.get("a")
+        await asyncio.gather(*(follow.wait_for(Task(f"t{i}", "processing"), uneven, latency_class="low")
+                               for i in range(40)))  # fmt: skip
+        gaps: list[list[float]] = []
+        for pacer_ in (reapi.get("b"), other.get("c")):
+            times: list[float] = []
+
+            async def stamp(times: list[float] = times) -> None:
+                times.append(now())
+
+            await asyncio.gather(*(pacer_.call(stamp) for _ in range(5)))
+            gaps.append([b - a for a, b in zip(times, times[1:], strict=False)])
+        await reapi.aclose()
+        await other.aclose()
+        return gaps[0], gaps[1]
+
+    widened, untouched = run(main())
+    assert min(widened) == pytest.approx(0.126)  # (1.0 + 0.05 margin + 0.21, the widest) / 10
+    assert min(untouched) == pytest.approx(0.105)
+
+
+def test_answer_spread_counts_its_slowest_twentieth_beyond_the_margin() -> None:
+    """The spread is the 95th percentile of answer times less the fastest, read once 32 answers are in: what
+    exceeds the window's margin is the room added; evenly fast answers add none."""
+    spread = Spread()
+    for _ in range(31):
+        spread.observe(0.02)
+    assert spread.excess(0.05) == 0.0  # too few answers yet
+    for seconds in [0.02] * 17 + [0.32] * 16:
+        spread.observe(seconds)
+    assert spread.excess(0.05) == pytest.approx(0.25)
+    even = Spread()
+    for _ in range(64):
+        even.observe(0.03)
+    assert even.excess(0.05) == 0.0
 
 
 def test_task_cap_refusal_delays_only_that_call() -> None:
