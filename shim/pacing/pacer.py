@@ -38,11 +38,19 @@ WIDEST = 0.2
 #: A slot reserved ahead (a shared budget) is used only this soon after its time; a later wake-up (a busy
 #: process) reserves another, once, so that late sends do not crowd the slots other replicas hold after it.
 LATE_SLOT = 0.02
+#: What a Pacer counts (its `stats`).
+COUNTS = ("requests", "submits", "polls", "rate_limited", "too_many_tasks", "unreachable", "transient_failures",
+          "timeouts", "completed", "failed")  # fmt: skip
 
 
 def _check(latency_scale: float, max_task_seconds: float, max_poll_backoff: float, max_rate_limit_wait: float) -> None:
     if latency_scale <= 0 or max_task_seconds <= 0 or max_poll_backoff <= 0 or max_rate_limit_wait < 0:
         raise ValueError("need latency_scale > 0, max_task_seconds > 0, max_poll_backoff > 0")
+
+
+def _check_not_negative(*values: float) -> None:
+    if min(values) < 0:
+        raise ValueError("poll intervals, price_factor and submit_weight must not be negative")
 
 
 class Pacer:
@@ -77,8 +85,7 @@ class Pacer:
         from `priors` (the documented latencies) x `latency_scale` (a hint for classes not yet observed).
         `budget` turns the key's window into the budget actually spent (one shared by replicas, say)."""
         _check(latency_scale, max_task_seconds, max_poll_backoff, max_rate_limit_wait)
-        if min(min_poll_interval, poll_retry_backoff, price_factor, submit_weight) < 0:
-            raise ValueError("poll intervals, price_factor and submit_weight must not be negative")
+        _check_not_negative(min_poll_interval, poll_retry_backoff, price_factor, submit_weight)
         window_ = SlidingWindow.for_rate(rate, window, margin)
         self._budget: Budget = window_ if budget is None else budget(window_)
         self._span = self._budget.span  # before any widening
@@ -108,9 +115,7 @@ class Pacer:
         #: the call or poll chosen for the slot reserved at that time (and whether that slot is a second one)
         self._held: tuple[asyncio.Future[None], float, bool] | None = None
         self._closed = False
-        self._counts = dict.fromkeys(
-            ("requests", "submits", "polls", "rate_limited", "too_many_tasks", "unreachable",
-             "transient_failures", "timeouts", "completed", "failed"), 0)  # fmt: skip
+        self._counts = dict.fromkeys(COUNTS, 0)
 
     @property
     def learner(self) -> LatencyLearner:
