@@ -253,6 +253,22 @@ def test_rate_limit_widens_the_window_within_a_bound() -> None:
     assert window.next_free(0.0) == pytest.approx(0.126)  # the even spacing follows the wider window
 
 
+async def send_gaps(reapi: Pacers, other: Pacers) -> tuple[list[float], list[float]]:
+    """The gaps between five calls sent at once by a fresh key of `reapi`, then of `other`; closes both."""
+    gaps: list[list[float]] = []
+    for pacer_ in (reapi.get("b"), other.get("c")):
+        times: list[float] = []
+
+        async def stamp(times: list[float] = times) -> None:
+            times.append(now())
+
+        await asyncio.gather(*(pacer_.call(stamp) for _ in range(5)))
+        gaps.append([b - a for a, b in zip(times, times[1:], strict=False)])
+    await reapi.aclose()
+    await other.aclose()
+    return gaps[0], gaps[1]
+
+
 def test_one_keys_unexpected_429_widens_every_keys_window() -> None:
     """Arrival jitter belongs to the path to the upstream: after key A's unexpected 429, key B (same upstream)
     spaces its sends wider too, and a key of another upstream does not."""
@@ -266,18 +282,7 @@ def test_one_keys_unexpected_429_widens_every_keys_window() -> None:
                 raise refusals.pop()
 
         await reapi.get("a").call(refused_once)
-        gaps: list[list[float]] = []
-        for pacer_ in (reapi.get("b"), other.get("c")):
-            times: list[float] = []
-
-            async def stamp(times: list[float] = times) -> None:
-                times.append(now())
-
-            await asyncio.gather(*(pacer_.call(stamp) for _ in range(5)))
-            gaps.append([b - a for a, b in zip(times, times[1:], strict=False)])
-        await reapi.aclose()
-        await other.aclose()
-        return gaps[0], gaps[1]
+        return await send_gaps(reapi, other)
 
     widened, untouched = run(main())
     assert min(widened) == pytest.approx(0.11)  # (1.0 + 0.05 margin + 0.05 learned) / 10
@@ -301,18 +306,7 @@ def test_uneven_answer_times_widen_every_keys_window() -> None:
         follow = reapi.get("a")
         await asyncio.gather(*(follow.wait_for(Task(f"t{i}", "processing"), uneven, latency_class="low")
                                for i in range(40)))  # fmt: skip
-        gaps: list[list[float]] = []
-        for pacer_ in (reapi.get("b"), other.get("c")):
-            times: list[float] = []
-
-            async def stamp(times: list[float] = times) -> None:
-                times.append(now())
-
-            await asyncio.gather(*(pacer_.call(stamp) for _ in range(5)))
-            gaps.append([b - a for a, b in zip(times, times[1:], strict=False)])
-        await reapi.aclose()
-        await other.aclose()
-        return gaps[0], gaps[1]
+        return await send_gaps(reapi, other)
 
     widened, untouched = run(main())
     assert min(widened) == pytest.approx(0.126)  # (1.0 + 0.05 margin + 0.21, the widest) / 10
