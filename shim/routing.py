@@ -98,8 +98,8 @@ class Router:
         route = self._lookup(model, mask)
         if (
             route is not None
+            and route.upstream_model not in self.doors[route.provider].models  # cheap first: rarely true
             and self.is_video_model(model)
-            and route.upstream_model not in self.doors[route.provider].models
         ):
             route = None  # pass-through never carries a known video id to an image endpoint
         if route is None:
@@ -124,8 +124,7 @@ class Router:
         if default and self.default_video_model and (model == DEFAULT_VIDEO_ID or DATED_VIDEO.match(model)):
             target = self._video_lookup(self.default_video_model, default=False)
             return None if target is None else Route(model, target.provider, target.upstream_model)
-        videos = Router({name: door.videos() for name, door in self.doors.items()}, {})
-        return videos._lookup(model)
+        return self._videos()._lookup(model)
 
     def is_video_model(self, model: str) -> bool:
         """Whether `model` names a video model in its own right (not through SHIM_DEFAULT_VIDEO_MODEL)."""
@@ -133,7 +132,11 @@ class Router:
 
     def video_ids(self) -> list[tuple[str, str]]:
         """Every routable video id with its owner: aliases, bare and prefixed upstream ids."""
-        return Router({name: door.videos() for name, door in self.doors.items()}, {}).ids()
+        return self._videos().ids()
+
+    def _videos(self) -> Router:
+        """The video side of every door, as a Router of its own (one lookup serves both)."""
+        return Router({name: door.videos() for name, door in self.doors.items()}, {})
 
     def _lookup(self, model: str, mask: bool = False) -> Route | None:
         if model in self.configured:
@@ -191,16 +194,9 @@ class Router:
         return list(seen.items())
 
     def resolve_any(self, model: str) -> Route:
-        """The Route of an image or a video id (`GET /v1/models/{id}`); ModelNotFound when it is neither."""
-        try:
-            return self.resolve(model)
-        except errors.ModelNotFound:
-            route = self._video_lookup(model)
-            if route is None:
-                raise errors.ModelNotFound(
-                    f"The model '{model}' does not exist or you do not have access to it.", param="model"
-                ) from None
-            return route
+        """The Route of a video or an image id (`GET /v1/models/{id}`); ModelNotFound when it is neither."""
+        video = self._video_lookup(model)
+        return video if video is not None else self.resolve(model)
 
     def collisions(self) -> list[Collision]:
         """The bare ids (aliases and upstream models) more than one provider offers, and where each goes."""
