@@ -133,7 +133,7 @@ class RedisBudget:
         if int(paused):
             self._local.pause(clock + int(paused) / MICRO)
         if int(span) / MICRO > self._local.span:  # another replica drew an unexpected 429
-            self._local.widen(int(span) / MICRO - self._local.span, int(span) / MICRO)
+            self._local.resize(int(span) / MICRO)
         self._shared_used = (int(recent) / self._local.capacity, clock)
         self._others = (int(others), clock)
         self._local.record(at)
@@ -142,11 +142,6 @@ class RedisBudget:
     def pause(self, until: float) -> None:
         self._local.pause(until)
         self._send_limited(max(until - self._clock(), 0.0), 0.0, self._local.span, self._local.span)
-
-    def widen(self, extra: float, ceiling: float) -> None:
-        base = self._local.span
-        self._local.widen(extra, ceiling)
-        self._send_limited(0.0, extra, ceiling, base)
 
     def resize(self, span: float) -> None:
         """This replica's window; a wider one is every replica's (the shared span only ever widens until the

@@ -63,11 +63,6 @@ class SlidingWindow:
         self.record(now)
         return now
 
-    def widen(self, extra: float, ceiling: float) -> None:
-        """Lengthen the window by `extra` seconds, up to `ceiling`: the upstream counted a send we did not,
-        so arrival jitter is larger than the margin allowed for."""
-        self.resize(max(self.span, min(self.span + extra, ceiling)))
-
     def resize(self, span: float) -> None:
         """The window is now `span` seconds long (its sends spread over it)."""
         self.span = span

@@ -51,7 +51,7 @@ async def test_a_429_on_one_replica_pauses_the_key_for_all(link: RedisLink) -> N
     first, second = budget(link, "cred-p"), budget(link, "cred-p")
     now = time.monotonic()
     first.pause(now + 2.0)
-    first.widen(0.05, 1.05 * 1.2)
+    first.resize(1.05 + 0.05)  # the Pacer's window after an unexpected 429
     await asyncio.gather(*first._pending)
     at = await second.claim(time.monotonic())
     assert 1.0 < at - now <= 2.1
