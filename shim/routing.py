@@ -194,9 +194,15 @@ class Router:
         return list(seen.items())
 
     def resolve_any(self, model: str) -> Route:
-        """The Route of a video or an image id (`GET /v1/models/{id}`); ModelNotFound when it is neither."""
-        video = self._video_lookup(model)
-        return video if video is not None else self.resolve(model)
+        """The Route of an image or a video id (`GET /v1/models/{id}`; an image id first, as `listed` ranks
+        them); resolve's ModelNotFound when it is neither."""
+        try:
+            return self.resolve(model)
+        except errors.ModelNotFound:
+            video = self._video_lookup(model)
+            if video is None:
+                raise
+            return video
 
     def collisions(self) -> list[Collision]:
         """The bare ids (aliases and upstream models) more than one provider offers, and where each goes."""
