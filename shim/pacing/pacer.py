@@ -88,7 +88,7 @@ class Pacer:
         _check_not_negative(min_poll_interval, poll_retry_backoff, price_factor, submit_weight)
         window_ = SlidingWindow.for_rate(rate, window, margin)
         self._budget: Budget = window_ if budget is None else budget(window_)
-        self._span = self._budget.span  # before any widening
+        self._span = self._room = self._budget.span  # before any widening; the span last asked for
         self._slack = slack if slack is not None else Slack()  # shared by an upstream's Pacers (see Pacers)
         self._spread = spread if spread is not None else Spread()  # likewise
         self._margin = margin
@@ -321,7 +321,8 @@ class Pacer:
         self._queue.expire(now, self._timeout)
         extra = max(self._slack.extra, self._spread.excess(self._margin))
         span = self._span + min(extra, WIDEST * self._span)
-        if span != self._budget.span:  # the upstream's room moved (a 429 of any key, answers' spread)
+        if span != self._room:  # the upstream's room moved (a 429 of any key, answers' spread)
+            self._room = span  # (not the budget's span: a shared budget may hold a wider one of its own)
             self._budget.resize(span)
         self._planner.adapt(now, self._budget.used(now))
         while True:
