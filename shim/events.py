@@ -22,7 +22,7 @@ Events (name: fields), ids and outcomes only, never a key, a credential hash or 
 `request_id` holds the id of the HTTP request being served (its context carries it into the jobs it starts).
 
 Inside the core, `jobs.videos` listens too: a video follows its job's task_submitted / task_resumed /
-job_finished (it imports no exporter, and no exporter imports it).
+job_finished / job_followed (it imports no exporter, and no exporter imports it).
 """
 
 from __future__ import annotations

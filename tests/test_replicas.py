@@ -221,3 +221,21 @@ async def test_records_hold_no_key_and_no_prompt(
     assert keys and "job" in dump
     for secret in (key, "secret prompt", "idem-raw-value"):
         assert secret not in dump
+
+
+async def test_video_retry_on_another_replica_is_answered_when_its_job_ends(
+    reapi_upstream: ServedApp, reapi_state: Any, redis_server: RedisServer, key: str
+) -> None:
+    """A dropped video create's SDK retry lands on the other replica, which follows the job the first one
+    runs: it answers once that job ends there (job_followed), not after its 30 s wait for a submit; one video
+    id, one paid task."""
+    payload = {"prompt": "[submit_slow=1.0] [latency=0.3] a video elsewhere", "seconds": "4"}
+    async with replicas(reapi_upstream.url, redis_server, 2) as (a, b), httpx.AsyncClient(timeout=15) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(a.url + "/v1/videos", json=payload, headers=auth(key), timeout=0.3)
+        retry = await http.post(
+            b.url + "/v1/videos", json=payload, headers=auth(key, **{"x-stainless-retry-count": "1"})
+        )  # the client's timeout (15 s) is half of the wait the bug held it for
+    assert retry.status_code == 200, retry.text
+    assert retry.headers["x-shim-attached"] == "true" and retry.json()["id"].startswith("video_")
+    assert reapi_state.counters(key)["submits"] == 1

@@ -41,6 +41,8 @@ MAX_RUNNING_PROGRESS = 99
 #: An uploaded reference is still given to a remix only while this much of its media TTL is left (the
 #: upstream fetches it after the submit).
 REFERENCE_MARGIN = 300.0
+#: The events that end a job here: it ran here, or another replica ran it and this one followed its record.
+ENDED = ("job_finished", "job_followed")
 
 
 def video_id(job_id: str) -> str:
@@ -326,14 +328,14 @@ class Videos:
 
     def _on_event(self, name: str, data: Mapping[str, object]) -> None:
         """The registry's events: a job's task became known, or it ended."""
-        if name not in ("task_submitted", "task_resumed", "job_finished"):
+        if name not in ("task_submitted", "task_resumed", *ENDED):
             return
         job_id = str(data.get("job"))
         video = self._by_job.get(job_id)
         if video is not None and video.job is not None and video.job.id == job_id:
             if video.task is None and video.job.task_ids:
                 self._task_known(video, video.job)
-            if name == "job_finished":
+            if name in ENDED:
                 self._ended(video, video.job)
         for waiter in self._waiting.pop(job_id, []):
             if not waiter.done():
