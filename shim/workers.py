@@ -53,9 +53,6 @@ class FairPool:
         result: T = await job.result
         return result
 
-    def queued(self) -> int:
-        return sum(len(q) for q in self._queues.values())
-
     def _pump(self) -> None:
         while self._free and self._queues:
             owner = min(self._queues, key=self._priority)

@@ -121,10 +121,6 @@ class LatencyLearner:
         """The present estimate of a class (seeded from its relatives or the documented table when new)."""
         return self._class(latency_class).model
 
-    def trusted(self, latency_class: str) -> bool:
-        """Enough recent completions agreed with the estimate that scouting can mostly stop."""
-        return self._class(latency_class).evidence >= TRUSTED
-
     def enlist(self, latency_class: str, *, idle: bool) -> float | None:
         """Whether a task of this class starting now scouts (then `release` it when its watch ends): one of
         SCOUTS while the class is not trusted, whatever the budget; once trusted, one task in SCOUT_EVERY, on
