@@ -235,10 +235,6 @@ class Jobs:
             )
         return self._start(spec, key, cred, recovered.fingerprint, self._clock(), None, resume=recovered)
 
-    def jobs_of(self, credential: str) -> list[Job]:
-        """Every kept job of a credential (a hash), oldest first."""
-        return sorted((j for j in list(self._by_id.values()) if j.credential == credential), key=lambda j: j.created)
-
     def forget(self, job: Job) -> None:
         """Drop a job from every index (a client deleted it): a retry of it is a new intent."""
         self._forget(job)
@@ -282,9 +278,7 @@ class Jobs:
         if resume is not None:
             self._journal.consume(resume)
             job.id, job.journaled, earlier = resume.id, True, resume.submissions
-            job.idempotency = resume.idempotency or idem
-            if resume.idempotency:
-                self._by_idempotency[(cred, resume.idempotency)] = job
+            job.idempotency = resume.idempotency or idem  # (indexed by _launch)
         self._launch(job, self._run(job, provider, submissions, key, earlier))
         if idem:
             self._by_idempotency[(cred, idem)] = job
@@ -327,7 +321,7 @@ class Jobs:
             if isinstance(failure, errors.AuthenticationFailed):
                 self._rejected[(job.spec.route.provider, job.credential)] = True
         if self._shared is not None and not job.following:
-            result = None if runner.cancelled() or failure is not None else runner.result()
+            result = job.result
             if failure is not None and not isinstance(failure, errors.ShimError):
                 failure = errors.ShimError("The server had an error while processing your request.")
             self._shared.finished(job, result, failure)
