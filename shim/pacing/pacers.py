@@ -20,13 +20,10 @@ class Pacers:
     `budget(credential, window)`, when given, is each credential's budget (shared by replicas, say)."""
 
     def __init__(self, *, budget: Callable[[str, SlidingWindow], Budget] | None = None, **pacer_kwargs: Any) -> None:
-        Pacer(**pacer_kwargs)  # bad settings fail at start-up, not at the first request
+        first = Pacer(**pacer_kwargs)  # bad settings fail at start-up, not at the first request
         self._budget = budget
-        self.learner: LatencyLearner = pacer_kwargs.pop("learner", None) or LatencyLearner(
-            priors=pacer_kwargs.get("priors"),
-            hint=pacer_kwargs.get("latency_scale", 1.0),
-            longest=max(pacer_kwargs.get("max_task_seconds", 3600.0), 60.0),
-        )
+        self.learner: LatencyLearner = first.learner  # the given one, or one built as every Pacer builds it
+        pacer_kwargs.pop("learner", None)
         self.slack = Slack()
         self.spread = Spread()
         self._kwargs = pacer_kwargs
