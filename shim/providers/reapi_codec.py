@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import errors
-from ..sizes import nearest_ratio, parse_pixels
+from ..sizes import COMMON_RATIOS, nearest_ratio, parse_pixels
 from ..types import ImageSpec, LatencyPrior, MediaKind, Spec, Submission, Task
 from ..untrusted import printable
 from . import reapi_video
@@ -56,10 +56,8 @@ ALIASES: dict[str, Alias] = {
 #: gpt-image-2.x-* (dated or suffixed variants of OpenAI's newest id) go to the official channel too.
 ALIAS_PATTERNS = ((re.compile(r"^gpt-image-2\.[0-9]+(-[a-z0-9][a-z0-9.-]*)?$"), Alias(OFFICIAL)),)
 
-#: "size ... One of these 14 values (or auto ...)" (gpt-image-2-official).
-RATIOS: tuple[str, ...] = (
-    "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "5:4", "4:5", "2:1", "1:2", "21:9", "9:21",
-)  # fmt: skip
+#: "size ... One of these 14 values (or auto ...)" (gpt-image-2-official): auto and the 13 common ratios.
+RATIOS: tuple[str, ...] = COMMON_RATIOS
 WIDESCREEN = ("16:9", "9:16", "2:1", "1:2", "21:9", "9:21")
 TIERS = ("1k", "2k", "4k")
 _LANDSCAPE: dict[str, dict[str, tuple[int, int]]] = {
