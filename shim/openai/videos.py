@@ -17,14 +17,13 @@ from ..sizes import parse_pixels, parse_ratio
 from ..types import Route, VideoSpec, VideoView
 from .edit_inputs import Input, json_image
 from .multipart import Part
-from .request import _Fields
+from .request import _Fields, _prompt
 
 DEFAULT_MODEL = "sora-2"  # OpenAI's default
 DEFAULT_SECONDS = 4
 DEFAULT_SIZE = "720x1280"
-#: OpenAI's longest values: 20 s (an extension), and the prompt cap of its image models.
+#: OpenAI's longest value: 20 s (an extension); the prompt cap is its image models' (`request.MAX_PROMPT`).
 MAX_SECONDS = 20
-MAX_PROMPT = 32000
 MAX_SIDE = 4096
 VARIANTS = ("video", "thumbnail", "spritesheet")
 REFERENCE = "input_reference"
@@ -81,11 +80,7 @@ def parse_video_request(
     """Validate the fields of a create; `resolve` maps a video model id to its Route (raising ModelNotFound).
     Raises InvalidRequest naming the field."""
     fields = _Fields(body, form=form)
-    prompt = fields.string("prompt")
-    if prompt is None or not prompt.strip():
-        raise _fail("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
-    if len(prompt) > MAX_PROMPT:
-        raise errors.PromptTooLong(len(prompt), MAX_PROMPT)
+    prompt = _prompt(fields, "generate")
     route = resolve(fields.string("model") or DEFAULT_MODEL)
     seconds = _seconds(body.get("seconds"), form)
     return VideoSpec(
@@ -137,12 +132,7 @@ def parse_remix(body: object, *, form: bool) -> str:
     """The prompt of `POST /v1/videos/{id}/remix`."""
     if not isinstance(body, Mapping):
         raise _fail("The request body must be a JSON object.", None, "invalid_json")
-    prompt = _Fields(body, form=form).string("prompt")
-    if prompt is None or not prompt.strip():
-        raise _fail("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
-    if len(prompt) > MAX_PROMPT:
-        raise errors.PromptTooLong(len(prompt), MAX_PROMPT)
-    return prompt
+    return _prompt(_Fields(body, form=form), "generate")
 
 
 def parse_list_query(query: Mapping[str, str]) -> tuple[str | None, int, str]:
