@@ -255,9 +255,8 @@ class Videos:
         (waiting up to `timeout`). Empty when there are none (yet)."""
         if self.view(video, key).status == "completed" and not video.urls:
             job = video.job or self._resume(video, key)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await asyncio.wait({job.runner} if job.runner else set())
+            assert job.runner is not None  # every job the registry hands out runs
+            await asyncio.wait({job.runner}, timeout=timeout)
             if job.done:
                 self._ended(video, job)
         return video.urls, video.extras
