@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,7 +16,6 @@ from ..jobs.job import credential_id
 from ..media.base import MediaStore, no_public_url
 from ..media.checks import Checked, check_inputs
 from ..openai.edit_inputs import Inputs, inputs_from_json, inputs_from_parts
-from ..openai.multipart import parse_multipart
 from ..state import ShimState, state_of
 from ..types import ImageSpec, Operation
 from ..workers import FairPool
@@ -107,18 +105,7 @@ def _invalid(message: str, param: str | None, code: str = "invalid_value") -> er
 
 
 async def read_inputs(request: Request, settings: Settings, owner: str, workers: FairPool) -> Inputs:
-    """The request's inputs, from multipart (SHIM_MAX_UPLOAD_BYTES) or JSON (SHIM_MAX_BODY_BYTES, the cap of
-    every JSON body: data: URLs count toward it); 413 beyond."""
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.partition(";")[0].strip().lower()
-    if media_type == "multipart/form-data":
-        body = await inbound.read_body(request, settings.max_upload_bytes, settings.body_timeout)
-        return inputs_from_parts(parse_multipart(body, content_type))
-    if media_type == "application/json" or media_type.endswith("+json"):
-        body = await inbound.read_body(request, settings.max_body_bytes, settings.body_timeout)
-        parsed: Any = await inbound.parse_json_off_loop(body, owner, workers)
-        return inputs_from_json(parsed)
-    raise errors.UnsupportedMediaType(
-        f"Unsupported Content-Type {media_type or 'none'!r}: send multipart/form-data with the image files, "
-        "or application/json with image URLs.",
-    )
+    """The request's inputs, from multipart or JSON (see `inbound.read_form_or_json`)."""
+    expected = "multipart/form-data with the image files, or application/json with image URLs"
+    parts, parsed = await inbound.read_form_or_json(request, settings, owner, workers, expected=expected)
+    return inputs_from_parts(parts) if parts is not None else inputs_from_json(parsed)

@@ -13,6 +13,8 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 
 from .. import errors
+from ..config import Settings
+from ..openai.multipart import Part, parse_multipart
 from ..untrusted import is_token
 from ..workers import FairPool
 
@@ -84,6 +86,23 @@ async def parse_json_off_loop(raw: bytes, owner: str, workers: FairPool) -> Any:
     if len(raw) <= INLINE_JSON_BYTES:
         return parse_json(raw)
     return await workers.run(owner, parse_json, raw)
+
+
+async def read_form_or_json(
+    request: Request, settings: Settings, owner: str, workers: FairPool, *, expected: str
+) -> tuple[list[Part] | None, Any]:
+    """A body that may be multipart (SHIM_MAX_UPLOAD_BYTES) or JSON (SHIM_MAX_BODY_BYTES, the cap of every
+    JSON body: data: URLs count toward it): (its parts, None) or (None, the parsed JSON); 413 beyond the cap,
+    415 for any other type (`expected` says what to send instead)."""
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        body = await read_body(request, settings.max_upload_bytes, settings.body_timeout)
+        return parse_multipart(body, content_type), None
+    if media_type == "application/json" or media_type.endswith("+json"):
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+        return None, await parse_json_off_loop(body, owner, workers)
+    raise errors.UnsupportedMediaType(f"Unsupported Content-Type {media_type or 'none'!r}: send {expected}.")
 
 
 def parse_json(raw: bytes) -> Any:

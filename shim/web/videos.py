@@ -20,7 +20,6 @@ from ..jobs.videos import Video
 from ..media.checks import check_image
 from ..media.streams import range_of, relay
 from ..openai import videos as wire
-from ..openai.multipart import parse_multipart
 from ..state import ShimState, state_of
 from ..types import VideoSpec
 from . import inbound
@@ -158,20 +157,12 @@ def _owned(request: Request, state: ShimState, key: str) -> Video:
 
 
 async def _read(request: Request, state: ShimState, owner: str) -> tuple[dict[str, Any], Any, bool]:
-    """(fields, input_reference, form) from multipart (SHIM_MAX_UPLOAD_BYTES) or JSON (SHIM_MAX_BODY_BYTES)."""
-    settings = state.settings
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.partition(";")[0].strip().lower()
-    if media_type == "multipart/form-data":
-        body = await inbound.read_body(request, settings.max_upload_bytes, settings.body_timeout)
-        return (*wire.inputs_from_parts(parse_multipart(body, content_type)), True)
-    if media_type == "application/json" or media_type.endswith("+json"):
-        body = await inbound.read_body(request, settings.max_body_bytes, settings.body_timeout)
-        return (*wire.inputs_from_json(await inbound.parse_json_off_loop(body, owner, state.workers)), False)
-    raise errors.UnsupportedMediaType(
-        f"Unsupported Content-Type {media_type or 'none'!r}: send multipart/form-data (with the input_reference "
-        "file, if any) or application/json.",
-    )
+    """(fields, input_reference, form) from multipart or JSON (see `inbound.read_form_or_json`)."""
+    expected = "multipart/form-data (with the input_reference file, if any) or application/json"
+    parts, parsed = await inbound.read_form_or_json(request, state.settings, owner, state.workers, expected=expected)
+    if parts is not None:
+        return (*wire.inputs_from_parts(parts), True)
+    return (*wire.inputs_from_json(parsed), False)
 
 
 def _no_public_url() -> errors.InvalidRequest:
