@@ -31,6 +31,7 @@ from .media.base import MediaStore
 from .media.results import Downloader
 from .media.url_guard import AddressPolicy, GuardedTransport
 from .metrics import Metrics
+from .pacing import pacer
 from .pacing.budget import Budget
 from .pacing.pacers import Pacers
 from .pacing.window import SlidingWindow
@@ -219,7 +220,7 @@ def _pacers(
     link: RedisLink | None,
 ) -> Pacers:
     shared: Callable[[str, SlidingWindow], Budget] | None = None
-    margin = 0.05  # the Pacer's default: arrival jitter of one process's sends
+    margin = pacer.MARGIN  # one process: its sends hold their slots until answered, jitter needs no room
     if link is not None:
         from .pacing.redis_budget import MARGIN as margin
         from .pacing.redis_budget import RedisBudget

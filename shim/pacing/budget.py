@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from .window import Send
+
 
 class Budget(Protocol):
     """What a Pacer asks of its key's budget (times are the Pacer's clock)."""
@@ -24,9 +26,9 @@ class Budget(Protocol):
         """The earliest time, not before `now`, at which this process sees a slot free."""
         ...
 
-    async def claim(self, now: float) -> float:
-        """Reserve one send, `next_free(now) <= now` permitting: the time at which it may leave (`now`, or later
-        when other replicas hold the slots before it)."""
+    async def claim(self, now: float) -> Send:
+        """Reserve one send, `next_free(now) <= now` permitting: its `at` is when it may leave (`now`, or later
+        when other replicas hold the slots before it); it holds its slot until `Send.answered`."""
         ...
 
     def pause(self, until: float) -> None: ...

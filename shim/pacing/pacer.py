@@ -2,8 +2,9 @@
 
     Pacers   (provider, credential hash) -> Pacer; one LatencyLearner per provider, shared by its Pacers
     Pacer    every upstream call of one key, submits and polls, takes a slot of its budget: a sliding
-             window (rate per window + margin, evenly spaced) paused by any upstream 429. One dispatcher
-             task per key sleeps until a slot is free and something is ready, then grants it.
+             window (rate per window, evenly spaced; a send holds its slot until a window after its
+             answer) paused by any upstream 429. One dispatcher task per key sleeps until a slot is free
+             and something is ready, then grants it.
 Beside it: `pacing_window` (the window), `pacing_queue` (who goes next), `pacing_plan` (when to poll),
 `pacing_latency` (latency priors, the distribution, the poll rule), `pacing_learner` (what the upstream is
 observed to do, pooled across keys).
@@ -29,9 +30,12 @@ from .budget import Budget
 from .learner import LatencyLearner
 from .plan import PollPlanner, Watch
 from .queue import Call, CallKind, SlotQueue
-from .window import Slack, SlidingWindow, Spread
+from .window import Send, Slack, SlidingWindow
 
 T = TypeVar("T")
+#: Added to a window's span (seconds): the upstream may round the arrival times it counts. Jitter on the way
+#: needs no room of its own: a send holds its slot until a window after its answer (see `window`).
+MARGIN = 0.02
 #: How much an unexpected upstream 429 widens the upstream's windows (seconds), and at most by what share.
 JITTER_STEP = 0.05
 WIDEST = 0.2
@@ -69,8 +73,7 @@ class Pacer:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         learner: LatencyLearner | None = None,
         slack: Slack | None = None,
-        spread: Spread | None = None,
-        margin: float = 0.05,
+        margin: float = MARGIN,
         max_rate_limit_wait: float = 120.0,
         min_poll_interval: float = 0.1,
         poll_retry_backoff: float = 0.25,
@@ -78,20 +81,19 @@ class Pacer:
         submit_weight: float = 0.05,
         budget: Callable[[SlidingWindow], Budget] | None = None,
     ) -> None:
-        """`margin` widens the window against arrival jitter. `min_poll_interval` is the closest two polls of
-        one task ever come (they also stay a share of the task's age apart). A poll's price is `price_factor`
-        x (tasks + queued calls) / budget per second; a queued call's wait counts `submit_weight` against a
-        due poll. Without a `learner` (shared by a provider's Pacers, see Pacers), the Pacer learns alone,
-        from `priors` (the documented latencies) x `latency_scale` (a hint for classes not yet observed).
-        `budget` turns the key's window into the budget actually spent (one shared by replicas, say)."""
+        """`margin` widens the window against the upstream's clock rounding. `min_poll_interval` is the
+        closest two polls of one task ever come (they also stay a share of the task's age apart). A poll's
+        price is `price_factor` x (tasks + queued calls) / budget per second; a queued call's wait counts
+        `submit_weight` against a due poll. Without a `learner` (shared by a provider's Pacers, see Pacers),
+        the Pacer learns alone, from `priors` (the documented latencies) x `latency_scale` (a hint for classes
+        not yet observed). `budget` turns the key's window into the budget actually spent (one shared by
+        replicas, say)."""
         _check(latency_scale, max_task_seconds, max_poll_backoff, max_rate_limit_wait)
         _check_not_negative(min_poll_interval, poll_retry_backoff, price_factor, submit_weight)
         window_ = SlidingWindow.for_rate(rate, window, margin)
         self._budget: Budget = window_ if budget is None else budget(window_)
         self._span = self._room = self._budget.span  # before any widening; the span last asked for
         self._slack = slack if slack is not None else Slack()  # shared by an upstream's Pacers (see Pacers)
-        self._spread = spread if spread is not None else Spread()  # likewise
-        self._margin = margin
         if learner is None:
             learner = LatencyLearner(priors=priors, hint=latency_scale, longest=max(max_task_seconds, 60.0))
         learner.subscribe(self._replan)
@@ -113,7 +115,7 @@ class Pacer:
         self._kick = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         #: the call or poll chosen for the slot reserved at that time (and whether that slot is a second one)
-        self._held: tuple[asyncio.Future[None], float, bool] | None = None
+        self._held: tuple[asyncio.Future[Send], Send, bool] | None = None
         self._closed = False
         self._counts = dict.fromkeys(COUNTS, 0)
 
@@ -129,10 +131,10 @@ class Pacer:
             call = Call(enqueued, asyncio.get_running_loop().create_future())
             self._queue.add_call(call, front=limited_since is not None)  # a retry keeps its place
             self._wake()
-            await call.grant
+            send = await self._granted(call.grant)
             self._count(kind)
             try:
-                return await fn()
+                return await self._out(send, fn())
             except UpstreamRateLimited as exc:
                 limited_since = self._rate_limited(exc, limited_since)
                 if exc.reason != "rate_limited":
@@ -207,11 +209,11 @@ class Pacer:
             self._queue.add_poll(watch, asyncio.get_running_loop().create_future())
             self._wake()
             assert watch.grant is not None
-            await watch.grant
+            send = await self._granted(watch.grant)
             sent = self._clock()
             self._count("poll")
             try:
-                result = await poll(watch.task_id)
+                result = await self._out(send, poll(watch.task_id))
             except UpstreamRateLimited as exc:
                 self._rate_limited(exc, None, bounded=False)  # a paid task: wait as long as asked
                 watch.adaptive = False  # same due: back near the head of the polls
@@ -226,7 +228,6 @@ class Pacer:
                 watch.due, watch.adaptive = min(self._clock() + backoff, watch.deadline), False
                 continue
             failures = strikes = 0
-            self._spread.observe(self._clock() - sent)
             watch.polls += 1
             if watch.polls == 1:
                 self._planner.first_poll(watch, sent - watch.submitted_at, done=result.terminal)
@@ -267,6 +268,28 @@ class Pacer:
             # give every later window (every key's) a little more room, within a bound.
             self._slack.widen(JITTER_STEP)
         return since
+
+    async def _granted(self, grant: asyncio.Future[Send]) -> Send:
+        """Wait for a slot; one granted to a caller who left before using it is released."""
+        try:
+            return await grant
+        except BaseException:
+            if grant.done() and not grant.cancelled() and grant.exception() is None:
+                self._answered(grant.result())
+            raise
+
+    async def _out(self, send: Send, request: Awaitable[T]) -> T:
+        """The request of a granted slot: its slot is held until a window after it returns (or fails)."""
+        try:
+            return await request
+        finally:
+            self._answered(send)
+
+    def _answered(self, send: Send) -> None:
+        """A send's answer came back (or it failed, or was never used): its slot frees a window from now."""
+        send.answered(self._clock())
+        if self._runner is not None:
+            self._kick.set()  # the dispatcher may be waiting for this answer to free a slot
 
     def _count(self, kind: CallKind) -> None:
         self._counts["requests"] += 1
@@ -319,23 +342,25 @@ class Pacer:
         """Grant every slot free at `now`; return when to look again, and whether an arrival could matter
         sooner (not while waiting for the budget: an arrival cannot make a slot free)."""
         self._queue.expire(now, self._timeout)
-        extra = max(self._slack.extra, self._spread.excess(self._margin))
-        span = self._span + min(extra, WIDEST * self._span)
-        if span != self._room:  # the upstream's room moved (a 429 of any key, answers' spread)
+        span = self._span + min(self._slack.extra, WIDEST * self._span)
+        if span != self._room:  # the upstream's room moved (an unexpected 429 of any key)
             self._room = span  # (not the budget's span: a shared budget may hold a wider one of its own)
             self._budget.resize(span)
         self._planner.adapt(now, self._budget.used(now))
         while True:
-            if self._held is not None:  # the one chosen for a slot reserved at `at`
-                grant, at, again = self._held
+            if self._held is not None:  # the one chosen for a slot reserved at `send.at`
+                grant, send, again = self._held
                 if not grant.done():  # else its caller left, or its task reached the cap: the slot goes unused
-                    if at > now:
-                        return self._budget_wait(at)
-                    if now - at > LATE_SLOT and not again:
+                    if send.at > now:
+                        return self._budget_wait(send.at)
+                    if now - send.at > LATE_SLOT and not again:
+                        send.answered(now)
                         self._held = (grant, await self._budget.claim(now), True)
                         now = self._clock()
                         continue
-                    grant.set_result(None)
+                    grant.set_result(send)
+                else:
+                    send.answered(now)
                 self._held = None
             if not self._queue.ready(now):
                 return self._queue.next_event(), True
@@ -344,17 +369,22 @@ class Pacer:
                 return self._budget_wait(free_at)
             taken = self._queue.take(now)
             if taken is not None:
-                at = await self._budget.claim(now)
-                self._held = (taken[1], at, False)
-                if at > now:  # a shared budget: the round trip took time too
+                send = await self._budget.claim(now)
+                self._held = (taken[1], send, False)
+                if send.at > now:  # a shared budget: the round trip took time too
                     now = self._clock()
 
-    def _budget_wait(self, until: float) -> tuple[float, bool]:
+    def _budget_wait(self, until: float) -> tuple[float | None, bool]:
+        """Wait for the budget (an arrival cannot free a slot); while every slot is out, an answer frees one."""
         deadline = self._queue.next_deadline()
+        if until == math.inf:
+            return deadline, True
         return min(until, math.inf if deadline is None else deadline), False
 
     def _fail_all(self, exc: BaseException) -> None:
         held, self._held = self._held, None
-        if held is not None and not held[0].done():
-            held[0].set_exception(exc)
+        if held is not None:
+            held[1].answered(self._clock())
+            if not held[0].done():
+                held[0].set_exception(exc)
         self._queue.fail_all(exc)

@@ -12,7 +12,7 @@ from typing import Any
 from .budget import Budget
 from .learner import LatencyLearner
 from .pacer import Pacer
-from .window import Slack, SlidingWindow, Spread
+from .window import Slack, SlidingWindow
 
 
 class Pacers:
@@ -25,7 +25,6 @@ class Pacers:
         self.learner: LatencyLearner = first.learner  # the given one, or one built as every Pacer builds it
         pacer_kwargs.pop("learner", None)
         self.slack = Slack()
-        self.spread = Spread()
         self._kwargs = pacer_kwargs
         self._pacers: dict[str, Pacer] = {}
         self._sweep_at = 1024
@@ -37,7 +36,7 @@ class Pacers:
             if len(self._pacers) >= self._sweep_at:
                 self._sweep()
             shared = functools.partial(self._budget, credential_id) if self._budget is not None else None
-            pacer = Pacer(**self._kwargs, learner=self.learner, slack=self.slack, spread=self.spread, budget=shared)
+            pacer = Pacer(**self._kwargs, learner=self.learner, slack=self.slack, budget=shared)
             self._pacers[credential_id] = pacer
         return pacer
 

@@ -22,6 +22,8 @@ from .learner import PROBE_QUANTILE, LatencyLearner
 if TYPE_CHECKING:
     import asyncio
 
+    from .window import Send
+
 #: Polls get cheaper while less than this share of the budget is in use, down to _MIN_THRIFT x the price.
 _TARGET_USE = 0.8
 _MIN_THRIFT = 0.1
@@ -59,7 +61,7 @@ class Watch:
     scout: float | None = None  # its phase, when polled early too to bracket its completion (see enlist)
     probe: bool = False  # first polled early, to see a speed-up (see LatencyLearner.probe)
     seq: int = -1  # its live heap entry; older entries are stale
-    grant: asyncio.Future[None] | None = None  # what a queued poll waits on (owned by the SlotQueue)
+    grant: asyncio.Future[Send] | None = None  # what a queued poll waits on (owned by the SlotQueue)
     live: bool = True
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from .plan import Watch
+from .window import Send
 
 CallKind = Literal["submit", "poll"]
 
@@ -41,7 +42,7 @@ class Call:
     """A queued call (mutable record, not a value): it owns a slot once `grant` resolves."""
 
     enqueued: float
-    grant: asyncio.Future[None]
+    grant: asyncio.Future[Send]
 
 
 class SlotQueue:
@@ -64,7 +65,7 @@ class SlotQueue:
         else:
             self.calls.append(call)
 
-    def add_poll(self, watch: Watch, grant: asyncio.Future[None]) -> None:
+    def add_poll(self, watch: Watch, grant: asyncio.Future[Send]) -> None:
         """Queue the task's next poll at `watch.due`; `grant` resolves when it may go."""
         watch.grant = grant
         self._push(watch)
@@ -124,7 +125,7 @@ class SlotQueue:
 
     # --- granting ----------------------------------------------------------------------------------------
 
-    def take(self, now: float) -> tuple[CallKind, asyncio.Future[None]] | None:
+    def take(self, now: float) -> tuple[CallKind, asyncio.Future[Send]] | None:
         """Remove who gets the slot free at `now`; None when nothing is ready after all (re-planned later)."""
         call, watch = self._head_call(), self._head_poll()
         ready = watch is not None and watch.due <= now

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..redis_link import LinkDown, RedisLink
-from .window import SlidingWindow
+from .window import Send, SlidingWindow
 
 #: KEYS: state hash (tat, paused, span; µs of Redis time; each replica's load), sends list (oldest first).
 #: ARGV: capacity, span µs, this replica's id, its load. Reserves the next slot; returns {µs until it, sends in
@@ -71,9 +71,10 @@ return 1
 """
 
 MICRO = 1_000_000
-#: The window's margin when replicas share it (a Pacer alone: 0.05 s): their sends reach the upstream by
-#: different processes (hosts, network paths), so arrivals jitter more. With 50 ms, three replicas on one
-#: 2-core machine drew an upstream 429 in about half the runs of 60 tasks; with 100 ms, none in four.
+#: The window's margin when replicas share it (a Pacer alone: 0.02 s): the shared list holds when each slot
+#: was reserved, not when its answer came back (one more round trip per call), so the jitter of the
+#: replicas' paths needs room. With 50 ms, three replicas on one 2-core machine drew an upstream 429 in
+#: about half the runs of 60 tasks; with 100 ms, none in four.
 MARGIN = 0.1
 
 
@@ -118,7 +119,7 @@ class RedisBudget:
     def next_free(self, now: float) -> float:
         return self._local.next_free(now)
 
-    async def claim(self, now: float) -> float:
+    async def claim(self, now: float) -> Send:
         """One round trip: the slot Redis reserved for this send, in this process's clock."""
         args = [self._local.capacity, round(self._local.span * MICRO), self._id, self._load]
         try:
@@ -126,8 +127,7 @@ class RedisBudget:
                 lambda _: self._claim(keys=self._keys, args=args)
             )
         except LinkDown:
-            self._local.record(now)
-            return now
+            return self._local.record(now)
         clock = self._clock()
         at = max(now, clock + int(delay) / MICRO)
         if int(paused):
@@ -136,8 +136,7 @@ class RedisBudget:
             self._local.resize(int(span) / MICRO)
         self._shared_used = (int(recent) / self._local.capacity, clock)
         self._others = (int(others), clock)
-        self._local.record(at)
-        return at
+        return self._local.record(at)
 
     def pause(self, until: float) -> None:
         self._local.pause(until)

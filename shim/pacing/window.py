@@ -1,26 +1,41 @@
 """The sliding-window budget of one upstream credential: when the next request may leave.
 
-Pure bookkeeping (times in, times out); the Pacer owns the clock and decides who gets each slot. Besides the
-hard window, sends are spread evenly (`span / capacity` apart unless a burst is allowed), so that a saturated
-key decides who goes next one slot at a time, on fresh information, rather than ten at once each second and
-then nothing; even spacing also leaves the most room for arrival jitter.
+Pure bookkeeping (times in, times out); the Pacer owns the clock and decides who gets each slot. The upstream
+counts a request when it arrives, which we cannot see: only that it arrived after the send was granted and
+before its answer came back. So a send holds its slot from its grant until a whole window after its answer
+(a `Send`): whatever the jitter of the path (this process busy, the upstream's queue), no window of the
+upstream's can hold more than `capacity` of ours. Besides the window, sends are spread evenly (`span /
+capacity` apart unless a burst is allowed), so that a saturated key decides who goes next one slot at a time,
+on fresh information, rather than ten at once each second and then nothing.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections import deque
+
+
+class Send:
+    """One send's hold on its window: from `at` (when it may leave) until a span after `end` (when its answer
+    came back; infinite while it is out)."""
+
+    __slots__ = ("at", "end")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.end = math.inf
+
+    def answered(self, at: float) -> None:
+        """Its answer (or failure) came back at `at`; a slot never used is released the same way."""
+        self.end = max(at, self.at)
 
 
 class SlidingWindow:
     """At most `capacity` sends in any window of `span` seconds, plus an optional pause (an upstream 429).
 
-    `span` should already include a safety margin: requests reach the upstream with jitter, so a window
-    that is exact on our side may be one request over on theirs.
+    `span` may include a margin for clock rounding on the upstream's side; jitter needs none (see above).
     """
 
-    __slots__ = ("capacity", "span", "paused_until", "_sent", "_spacing", "_slack", "_tat")
+    __slots__ = ("capacity", "span", "paused_until", "_sends", "_spacing", "_slack", "_tat")
 
     def __init__(self, capacity: int, span: float, *, burst: int = 1) -> None:
         """Up to `burst` sends may leave at once after a quiet spell; beyond that they leave evenly spaced."""
@@ -32,7 +47,7 @@ class SlidingWindow:
         self.capacity = capacity
         self.span = span
         self.paused_until = -math.inf
-        self._sent: deque[float] = deque(maxlen=capacity)
+        self._sends: list[Send] = []  # those still holding a slot (pruned as they expire)
         self._spacing = span / capacity
         self._slack = (burst - 1) * self._spacing
         self._tat = -math.inf  # when the next send is due at an even pace
@@ -47,21 +62,26 @@ class SlidingWindow:
         return cls(1, window / rate + margin)
 
     def next_free(self, now: float) -> float:
-        """The earliest time, not before `now`, at which one more send keeps every window within capacity."""
+        """The earliest time, not before `now`, at which one more send keeps every window within capacity:
+        infinite while `capacity` sends are out (one's answer frees a slot a span later)."""
         at = max(now, self._tat - self._slack, self.paused_until)
-        if len(self._sent) == self.capacity:
-            at = max(at, self._sent[0] + self.span)
+        held = self._held(now)
+        if len(held) >= self.capacity:
+            ends = sorted(send.end for send in held)
+            at = max(at, ends[len(held) - self.capacity] + self.span)
         return at
 
-    def record(self, at: float) -> None:
-        """Count one send at `at` (call only when `next_free(at) <= at`)."""
-        self._sent.append(at)
+    def record(self, at: float) -> Send:
+        """Count one send granted at `at` (call only when `next_free(at) <= at`); it holds its slot until a
+        span after `Send.answered`."""
+        send = Send(at)
+        self._sends.append(send)
         self._tat = max(self._tat, at) + self._spacing
+        return send
 
-    async def claim(self, now: float) -> float:
+    async def claim(self, now: float) -> Send:
         """`record(now)`, as the Pacer's `Budget` (see `budget`): a local slot leaves at once."""
-        self.record(now)
-        return now
+        return self.record(now)
 
     def resize(self, span: float) -> None:
         """The window is now `span` seconds long (its sends spread over it)."""
@@ -73,9 +93,8 @@ class SlidingWindow:
         self.paused_until = max(self.paused_until, until)
 
     def used(self, now: float) -> float:
-        """The share of the window's capacity spent over the last span."""
-        # Sends are recorded in time order: a binary search finds the first one inside the window.
-        return (len(self._sent) - bisect.bisect_right(self._sent, now - self.span)) / self.capacity
+        """The share of the window's capacity held: sends out, or answered within the last span."""
+        return len(self._held(now)) / self.capacity
 
     def load(self, local: int) -> int:
         """As the Pacer's `Budget`: a process's own window carries its own load alone."""
@@ -83,13 +102,20 @@ class SlidingWindow:
 
     def idle(self, now: float) -> bool:
         """True when no send or pause of the past still constrains the future."""
-        return self.paused_until <= now and (not self._sent or self._sent[-1] + self.span <= now)
+        return self.paused_until <= now and not self._held(now)
+
+    def _held(self, now: float) -> list[Send]:
+        """The sends still holding a slot at `now` (few: at most `capacity`, plus any recorded past it)."""
+        cutoff = now - self.span
+        if any(send.end <= cutoff for send in self._sends):
+            self._sends = [send for send in self._sends if send.end > cutoff]
+        return self._sends
 
 
 class Slack:
-    """Room added to every window of one upstream, learned from 429s we did not expect: arrival jitter belongs
-    to the path to the upstream (its load balancer, its event loop), not to a key, so one key's surprise
-    widens every key's window, within `ceiling` seconds."""
+    """Room added to every window of one upstream, learned from 429s we did not expect: the upstream counts
+    otherwise than the window does (a coarser limiter, clocks that round, a proxy of its own), which belongs
+    to the upstream, not to a key, so one key's surprise widens every key's window, within `ceiling` seconds."""
 
     __slots__ = ("ceiling", "extra")
 
@@ -99,29 +125,3 @@ class Slack:
 
     def widen(self, step: float) -> None:
         self.extra = min(self.extra + step, self.ceiling)
-
-
-class Spread:
-    """How unevenly an upstream's answers come back (`excess`), shared by the upstream's Pacers: the seconds
-    from a poll leaving to its answer, of the last `size` polls. A send reaches the upstream anywhere in that
-    time, so when the times spread beyond the window's margin (a loaded upstream, or this process busy),
-    arrivals bunch up by as much, and every key's window leaves that much more room."""
-
-    __slots__ = ("_samples", "_excess", "_fresh")
-
-    def __init__(self, size: int = 256) -> None:
-        self._samples: deque[float] = deque(maxlen=size)
-        self._excess = 0.0
-        self._fresh = 0
-
-    def observe(self, seconds: float) -> None:
-        self._samples.append(seconds)
-        self._fresh += 1
-        if self._fresh >= 16 and len(self._samples) >= 32:  # re-read every 16 answers (a sort of <= 256)
-            ordered = sorted(self._samples)
-            self._excess = ordered[int(len(ordered) * 0.95)] - ordered[0]
-            self._fresh = 0
-
-    def excess(self, margin: float) -> float:
-        """How much the spread of answer times exceeds `margin` (0 while it does not)."""
-        return max(self._excess - margin, 0.0)

@@ -5,6 +5,7 @@ window (polls of paid tasks go on)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from shim.pacing.pacer import Pacer
-from shim.pacing.redis_budget import RedisBudget
+from shim.pacing.redis_budget import MARGIN, RedisBudget
 from shim.pacing.window import SlidingWindow
 from shim.redis_link import RedisLink
 
@@ -35,13 +36,13 @@ async def test_replicas_share_one_evenly_spaced_window(link: RedisLink) -> None:
     no window of 1.05 s ever holds more than 10 sends; another key's budget is not delayed by them."""
     replicas = [budget(link, "cred-a") for _ in range(3)]
     now = time.monotonic()
-    slots = [await replicas[i % 3].claim(now) for i in range(21)]
+    slots = [(await replicas[i % 3].claim(now)).at for i in range(21)]
     spacing = 1.05 / 10
     assert all(b - a >= spacing - 0.005 for a, b in zip(slots, slots[1:], strict=False))
     assert slots[-1] - slots[0] >= 20 * spacing - 0.01
     for i, at in enumerate(slots):
         assert sum(at <= other < at + 1.05 - 0.01 for other in slots[i:]) <= 10
-    other = await budget(link, "cred-b").claim(time.monotonic())
+    other = (await budget(link, "cred-b").claim(time.monotonic())).at
     assert other - time.monotonic() < spacing  # a key of its own: the slot is now
 
 
@@ -53,7 +54,7 @@ async def test_a_429_on_one_replica_pauses_the_key_for_all(link: RedisLink) -> N
     first.pause(now + 2.0)
     first.resize(1.05 + 0.05)  # the Pacer's window after an unexpected 429
     await asyncio.gather(*first._pending)
-    at = await second.claim(time.monotonic())
+    at = (await second.claim(time.monotonic())).at
     assert 1.0 < at - now <= 2.1
     assert second.paused_until > now + 1.0
     assert second.span == pytest.approx(1.10)
@@ -77,7 +78,7 @@ async def test_redis_down_leaves_each_pacer_its_own_window() -> None:
     try:
         shared = budget(link, "cred-down")
         now = time.monotonic()
-        assert await shared.claim(now) == now
+        assert (await shared.claim(now)).at == now
         assert not link.up and await link.problem() is not None
         assert shared.next_free(now) > now  # the local window counted that send
     finally:
@@ -86,8 +87,10 @@ async def test_redis_down_leaves_each_pacer_its_own_window() -> None:
 
 async def test_pacers_of_three_replicas_keep_the_upstream_window(link: RedisLink) -> None:
     """Three Pacers of one key (one per replica) each running 12 calls at once, at 20 requests/s: no second
-    holds more than 20 of the 36 sends, which take the shared window's time (35 slots of 52.5 ms)."""
-    pacers = [Pacer(rate=20, budget=lambda window: RedisBudget(link, "reapi", "cred-pacers", window)) for _ in range(3)]
+    holds more than 20 of the 36 sends, which take the shared window's time (35 slots of 55 ms: the shared
+    margin, as the app sets it)."""
+    shared = functools.partial(RedisBudget, link, "reapi", "cred-pacers")
+    pacers = [Pacer(rate=20, margin=MARGIN, budget=shared) for _ in range(3)]
     sent: list[float] = []
 
     async def call() -> None:
@@ -100,4 +103,4 @@ async def test_pacers_of_three_replicas_keep_the_upstream_window(link: RedisLink
     sent.sort()
     assert len(sent) == 36
     assert max(sum(at <= other < at + 1.0 for other in sent) for at in sent) <= 20
-    assert sent[-1] - sent[0] >= 35 * 1.05 / 20 - 0.05
+    assert sent[-1] - sent[0] >= 35 * (1.0 + MARGIN) / 20 - 0.05
