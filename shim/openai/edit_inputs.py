@@ -45,13 +45,13 @@ def inputs_from_parts(parts: list[Part]) -> Inputs:
     mask: Input | None = None
     for part in parts:
         if part.name in IMAGE_FIELDS:
-            images.append(part.data if part.is_file else _url(_text(part), "image"))
+            images.append(part.data if part.is_file else _url(text_field(part), "image"))
         elif part.name in MASK_FIELDS:
-            mask = part.data if part.is_file else _url(_text(part), "mask")
+            mask = part.data if part.is_file else _url(text_field(part), "mask")
         elif part.is_file:
             raise _invalid(f"Unexpected file in field '{part.name}': images go in 'image' or 'image[]'.", part.name)
         else:
-            fields[part.name] = _text(part)
+            fields[part.name] = text_field(part)
     return Inputs(fields, tuple(images), mask, form=True)
 
 
@@ -108,7 +108,8 @@ def _url(text: str, param: str) -> str:
     return url
 
 
-def _text(part: Part) -> str:
+def text_field(part: Part) -> str:
+    """A multipart text field's value: at most MAX_TEXT_BYTES, decoded by its charset (UTF-8 by default)."""
     if len(part.data) > MAX_TEXT_BYTES:
         raise _invalid(f"Field '{part.name}' is longer than {MAX_TEXT_BYTES} bytes.", part.name)
     charset = header_params(part.content_type or "").get("charset", "utf-8")

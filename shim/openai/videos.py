@@ -15,7 +15,7 @@ from typing import Any
 from .. import errors
 from ..sizes import parse_pixels, parse_ratio
 from ..types import Route, VideoSpec, VideoView
-from .edit_inputs import Input, json_image
+from .edit_inputs import Input, json_image, text_field
 from .multipart import Part
 from .request import _Fields, _prompt
 
@@ -40,7 +40,7 @@ def inputs_from_parts(parts: list[Part]) -> tuple[dict[str, Any], Input | None]:
     reference: Input | None = None
     for part in parts:
         if part.name in (REFERENCE, f"{REFERENCE}[image_url]"):
-            reference = part.data if part.is_file else json_image(_text(part), REFERENCE)
+            reference = part.data if part.is_file else json_image(text_field(part), REFERENCE)
         elif part.name == f"{REFERENCE}[file_id]":
             raise _file_id()
         elif part.is_file:
@@ -48,7 +48,7 @@ def inputs_from_parts(parts: list[Part]) -> tuple[dict[str, Any], Input | None]:
                 f"Unexpected file in field '{part.name}': the reference image goes in '{REFERENCE}'.", part.name
             )
         else:
-            fields[part.name] = _text(part)
+            fields[part.name] = text_field(part)
     return fields, reference
 
 
@@ -65,13 +65,6 @@ def inputs_from_json(body: object) -> tuple[dict[str, Any], Input | None]:
 
 def _file_id() -> errors.InvalidRequest:
     return _fail("File ids are not supported here: send the image file, or 'image_url'.", REFERENCE)
-
-
-def _text(part: Part) -> str:
-    try:
-        return part.data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _fail(f"Field '{part.name}' is not valid UTF-8 text.", part.name) from None
 
 
 def parse_video_request(

@@ -126,3 +126,13 @@ def test_rendered_list_and_deletion() -> None:
     assert (page["object"], page["first_id"], page["last_id"], page["has_more"]) == ("list", "video_0", "video_1", True)
     assert wire.render_list([], has_more=False)["first_id"] is None
     VideoDeleteResponse.model_validate(wire.render_deleted("video_0"))
+
+
+@pytest.mark.parametrize("name", ["prompt", "input_reference[image_url]"])
+def test_multipart_text_fields_are_capped(name: str) -> None:
+    """A text field of a video create past 256 KiB (as an edit's) is refused, naming the field, before any
+    decoding: a hostile client cannot make the shim hold or parse megabytes of 'text'."""
+    with pytest.raises(errors.InvalidRequest) as refused:
+        wire.inputs_from_parts([Part(name, b"a" * (256 * 1024 + 1))])
+    assert refused.value.param == name
+    assert "longer than 262144 bytes" in str(refused.value)
