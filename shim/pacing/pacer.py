@@ -35,7 +35,7 @@ from .window import Send, Slack, SlidingWindow
 T = TypeVar("T")
 #: Added to a window's span (seconds): the upstream may round the arrival times it counts. Jitter on the way
 #: needs no room of its own: a send holds its slot until a window after its answer (see `window`).
-MARGIN = 0.02
+MARGIN = 0.005
 #: How much an unexpected upstream 429 widens the upstream's windows (seconds), and at most by what share.
 JITTER_STEP = 0.05
 WIDEST = 0.2

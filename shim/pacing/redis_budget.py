@@ -71,7 +71,7 @@ return 1
 """
 
 MICRO = 1_000_000
-#: The window's margin when replicas share it (a Pacer alone: 0.02 s): the shared list holds when each slot
+#: The window's margin when replicas share it (a Pacer alone: 5 ms): the shared list holds when each slot
 #: was reserved, not when its answer came back (one more round trip per call), so the jitter of the
 #: replicas' paths needs room. With 50 ms, three replicas on one 2-core machine drew an upstream 429 in
 #: about half the runs of 60 tasks; with 100 ms, none in four.
