@@ -49,6 +49,12 @@ class MediaStore(Protocol):
         """The live media called `name` (`{token}.{ext}`), or None: unknown, expired, malformed alike."""
         ...
 
+    def expiry(self, url: str) -> float | None:
+        """When `url`, just handed out by `put`, stops working (wall-clock seconds): a repeat upload's URL is
+        the first one's, which may have as little as half its life left. None for a URL not (or no longer)
+        known."""
+        ...
+
     async def release(self, urls: Iterable[str], *, owner: str) -> None:
         """The upstream no longer needs these uploads of `owner` (their job is over): free their space now.
         URLs that are not this store's, or not the owner's, are ignored. A later `put` of the same bytes by
@@ -62,6 +68,7 @@ class RecentUploads:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._urls: dict[tuple[str, str], tuple[str, float]] = {}
+        self._expiry: dict[str, float] = {}  # url -> when it stops working, for the same entries
 
     def find(self, owner: str, digest: str, now: float) -> str | None:
         found = self._urls.get((owner, digest))
@@ -69,13 +76,21 @@ class RecentUploads:
             return None
         url, expires = found
         if expires - now < self.ttl / 2:
-            del self._urls[(owner, digest)]
+            self._forget((owner, digest))
             return None
         return url
 
     def add(self, owner: str, digest: str, url: str, expires: float) -> None:
         self._urls[(owner, digest)] = (url, expires)
+        self._expiry[url] = expires
+
+    def expiry(self, url: str) -> float | None:
+        return self._expiry.get(url)
 
     def purge(self, now: float) -> None:
         for key in [k for k, (_, expires) in self._urls.items() if expires <= now]:
-            del self._urls[key]
+            self._forget(key)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        url, _ = self._urls.pop(key)
+        self._expiry.pop(url, None)

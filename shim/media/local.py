@@ -96,10 +96,13 @@ class LocalStore:
         data = await asyncio.to_thread(self._read, name)
         return None if data is None else Media(data, CONTENT_TYPES[match[2]], int(entry.expires - now))
 
+    def expiry(self, url: str) -> float | None:
+        entry = self._live.get(self._name(url))
+        return None if entry is None else entry.expires
+
     async def release(self, urls: Iterable[str], *, owner: str) -> None:
-        prefix = f"{self.public_url}/media/"
         for url in urls:
-            name = url[len(prefix) :] if self.public_url and url.startswith(prefix) else ""
+            name = self._name(url)
             entry = self._live.get(name)
             if entry is not None and entry.owner == owner:
                 await self._drop(name)
@@ -109,6 +112,11 @@ class LocalStore:
         return self._total if owner is None else self._by_owner.get(owner, 0)
 
     # --- inside ------------------------------------------------------------------------------------
+
+    def _name(self, url: str) -> str:
+        """The media name of one of this store's URLs ("" for any other URL)."""
+        prefix = f"{self.public_url}/media/"
+        return url[len(prefix) :] if self.public_url and url.startswith(prefix) else ""
 
     async def _store(self, name: str, data: bytes, owner: str, now: float) -> None:
         size = len(data)

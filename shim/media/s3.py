@@ -229,5 +229,8 @@ class S3Store:
         """Nothing is served by the shim itself: the bucket serves the presigned URLs."""
         return None
 
+    def expiry(self, url: str) -> float | None:
+        return self._recent.expiry(url)
+
     async def release(self, urls: Iterable[str], *, owner: str) -> None:
         """Objects stay until the bucket's lifecycle rule deletes them (the shim holds no delete permission)."""

@@ -51,7 +51,9 @@ async def create(request: Request) -> Response:
             owner, check_image, reference, wire.REFERENCE, state.settings.max_image_pixels
         )
         reference = await state.media.put(checked.data, checked.content_type, checked.ext, owner=owner)
-        expires = time.time() + state.settings.media_ttl_seconds  # the store's own clock and TTL
+        expires = state.media.expiry(reference)
+        if expires is None:  # (not expected of a URL just handed out) a repeat's has at least half its life
+            expires = time.time() + state.settings.media_ttl_seconds / 2
     spec = dataclasses.replace(spec, reference_url=reference)
     return await _start(request, state, spec, key, reference_expires=expires)
 

@@ -153,6 +153,18 @@ async def test_reupload_reuses_url_per_owner_only() -> None:
     assert await store.put(b"same", "image/png", "png", owner="a") != url
 
 
+async def test_a_repeat_upload_tells_the_first_urls_end_of_life() -> None:
+    """A repeat upload gets the first URL, which ends when the first one does, not a TTL after the repeat:
+    what a video's remix checks before it hands the reference to the upstream again."""
+    clock = Clock()
+    store = LocalStore(public_url="http://shim.test", ttl=100, clock=clock)
+    url = await store.put(b"same", "image/png", "png", owner="a")
+    clock.now += 40
+    assert await store.put(b"same", "image/png", "png", owner="a") == url
+    assert store.expiry(url) == 1_700_000_000.0 + 100
+    assert store.expiry("http://elsewhere.test/media/x.png") is None
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -300,7 +312,9 @@ async def test_s3_put_is_signed_and_returns_presigned_get() -> None:
     assert (parts.netloc, parts.path) == ("minio.test:9000", put.url.path)
     query = parse_qs(parts.query)
     assert query["X-Amz-Expires"] == ["900"] and query["X-Amz-Credential"] == ["AK/20130524/auto/s3/aws4_request"]
+    clock.now += 300
     assert await store.put(b"png bytes", "image/png", "png", owner="a") == url and len(bucket.puts) == 1
+    assert store.expiry(url) == 1369353600 + 900  # the presigned URL's own end, not 900 s after the repeat
     assert await store.get(name_of(url)) is None
 
 
