@@ -140,6 +140,7 @@ def encode_error(error: errors.ShimError) -> dict[str, Any]:
         "should_retry": error.should_retry,
         "upstream_request_id": error.upstream_request_id,
         "task_id": getattr(error, "task_id", None),
+        "upstream_code": getattr(error, "upstream_code", None),  # a failed task's: a video's error code
     }
 
 
@@ -157,8 +158,9 @@ def decode_error(data: Mapping[str, Any]) -> errors.ShimError:
     )
     error.status, error.type, error.code = data["status"], data["type"], data.get("code")
     error.should_retry = data.get("should_retry")
-    if data.get("task_id") is not None:
-        error.task_id = data["task_id"]  # type: ignore[attr-defined]
+    for name in ("task_id", "upstream_code"):  # set by the subclasses that carry them
+        if data.get(name) is not None:
+            setattr(error, name, data[name])
     return error
 
 
