@@ -132,7 +132,7 @@ HELD_TARGETS: list[Target] = [
 def run_bench(*, quick: bool = False, json_path: str | None = None, command: str = "shim bench") -> int:
     """Run every scenario, print the tables (and write the numbers to `json_path`); 0 when it ran."""
     plan = QUICK if quick else FULL
-    _raise_open_files(4 * plan.held + 512)
+    raise_open_files(4 * plan.held + 512)
     started = time.monotonic()
     results = asyncio.run(_bench(plan))
     results["seconds"] = time.monotonic() - started
@@ -162,7 +162,7 @@ async def _bench(plan: Plan) -> dict[str, Any]:
         if RedisProcess.available():
             run = await run_replicas(shim_env, tag="replicas", replicas=plan.replicas, concurrency=plan.tasks,
                                      warmup=plan.warmup * plan.replicas)  # fmt: skip
-            scenarios["replicas"] = _figures(emulator, run, plan)
+            scenarios["replicas"] = figures_of(emulator, run, plan)
             lap("replicas")
         low = await _compare(emulator, shim_env, plan, concurrency=plan.low_concurrency, rounds=plan.low_rounds,
                              tag="low")  # fmt: skip
@@ -170,7 +170,7 @@ async def _bench(plan: Plan) -> dict[str, Any]:
         lap("low load")
         run = await run_untold(emulator, shim_env, tag="mixed", asks=MIXED, concurrency=plan.tasks,
                                warmup=plan.warmup)  # fmt: skip
-        scenarios["mixed"] = _figures(emulator, run, plan)
+        scenarios["mixed"] = figures_of(emulator, run, plan)
         lap("mixed")
         if plan.idle_scale == plan.fast_scale:
             scenarios["idle key"] = await _idle_key(emulator, shim_env, plan)
@@ -209,21 +209,21 @@ async def _drift(plan: Plan, env: dict[str, str]) -> dict[str, Any]:
         run = await run_untold(emulator, {**env, "SHIM_REAPI_BASE_URL": emulator.url}, tag="drift",
                                concurrency=plan.tasks, rounds=plan.drift_rounds, warmup=plan.warmup,
                                switches=switches)  # fmt: skip
-        return _figures(emulator, run, plan)
+        return figures_of(emulator, run, plan)
 
 
 async def _slow(plan: Plan, env: dict[str, str]) -> dict[str, Any]:
     async with EmulatorProcess(time_scale=plan.slow_scale, rate=plan.rate) as emulator:
         env = {**env, "SHIM_REAPI_BASE_URL": emulator.url}
         run = await run_untold(emulator, env, tag="slow", concurrency=plan.tasks, warmup=plan.warmup)
-        return _figures(emulator, run, plan)
+        return figures_of(emulator, run, plan)
 
 
 async def _idle_key(emulator: EmulatorProcess, env: dict[str, str], plan: Plan) -> dict[str, Any]:
     run = await run_idle_key(
         env, tag="idle", backlog=plan.backlog, warmup=plan.warmup, lone=Ask(marker="[latency=1.0]")
     )
-    return _figures(emulator, run, plan)
+    return figures_of(emulator, run, plan)
 
 
 async def _compare(
@@ -231,7 +231,7 @@ async def _compare(
 ) -> list[dict[str, Any]]:
     """The shim (warmed up, untold) and then the naive loops, each on its own key of the same emulator."""
     run = await run_untold(emulator, env, tag=tag, concurrency=concurrency, rounds=rounds, warmup=plan.warmup)
-    results = [_figures(emulator, run, plan)]
+    results = [figures_of(emulator, run, plan)]
     scaled = DOCUMENTED_POLL_INTERVAL * plan.fast_scale
     for interval, label in ((DOCUMENTED_POLL_INTERVAL, "naive 1.5 s"), (scaled, f"naive {scaled:g} s")):
         key = bench_key(f"{tag}_naive")
@@ -244,7 +244,7 @@ async def _compare(
     return results
 
 
-def _figures(emulator: EmulatorProcess, run: ShimRun, plan: Plan) -> dict[str, Any]:
+def figures_of(emulator: EmulatorProcess, run: ShimRun, plan: Plan) -> dict[str, Any]:
     """The measured key's summary, what the learner did (per class, and per phase when the emulator's speed
     switched), and the idle key's answer."""
     state = emulator.state
@@ -357,7 +357,7 @@ def _render(command: str, plan: Plan, results: dict[str, Any]) -> str:
     return "\n".join(sections)
 
 
-def _raise_open_files(wanted: int) -> None:
+def raise_open_files(wanted: int) -> None:
     """Thousands of held connections need as many descriptors (the shim child inherits the limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted:

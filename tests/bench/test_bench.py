@@ -72,3 +72,16 @@ def test_bench_shim_cannot_be_told_the_emulator_speed() -> None:
     """A bench shim process refuses SHIM_LATENCY_SCALE: what the bench measures is what the shim learned."""
     with pytest.raises(ValueError, match="SHIM_LATENCY_SCALE"):
         ShimProcess({"SHIM_REAPI_BASE_URL": "http://127.0.0.1:9", "SHIM_LATENCY_SCALE": "0.1"})
+
+
+def test_repeat_runs_one_scenario_a_line_per_run() -> None:
+    """`shim bench --repeat b64-load --runs 2 --quick` runs that scenario alone twice: a header naming the
+    figures, then one line per run whose requests all succeeded (60 of the quick plan), each on a fresh shim."""
+    command = [sys.executable, "-m", "shim", "bench", "--repeat", "b64-load", "--runs", "2", "--quick"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stdout + done.stderr
+    header, *lines = done.stdout.strip().splitlines()
+    assert header.split() == ["run", "ok", "upstream_requests", "rate_limited", "answer_p50", "answer_p90",
+                              "elapsed", "cpu_seconds"]  # fmt: skip
+    assert [line.split()[:2] for line in lines] == [["1", "60"], ["2", "60"]]
+    assert all(int(line.split()[2]) >= 120 for line in lines)  # a submit and at least one poll per request
