@@ -31,7 +31,6 @@ from .media.base import MediaStore
 from .media.results import Downloader
 from .media.url_guard import AddressPolicy, GuardedTransport
 from .metrics import Metrics
-from .pacing import pacer
 from .pacing.budget import Budget
 from .pacing.pacers import Pacers
 from .pacing.window import SlidingWindow
@@ -220,17 +219,16 @@ def _pacers(
     link: RedisLink | None,
 ) -> Pacers:
     shared: Callable[[str, SlidingWindow], Budget] | None = None
-    margin = pacer.MARGIN  # one process: its sends hold their slots until answered, jitter needs no room
     if link is not None:
-        from .pacing.redis_budget import MARGIN as margin
         from .pacing.redis_budget import RedisBudget
 
         def shared(credential: str, window: SlidingWindow) -> Budget:
-            return RedisBudget(link, provider.name, credential, window, clock=clock)
+            return RedisBudget(
+                link, provider.name, credential, window, clock=clock, max_out=settings.upstream_timeout + 5.0
+            )
 
     return Pacers(
         budget=shared,
-        margin=margin,
         rate=provider.rate_limit,
         latency_scale=settings.latency_scale,
         priors=provider.priors,

@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmark the pacing against the naive polling loop")
     bench.add_argument("--quick", action="store_true", help="smaller scenarios (for CI smoke runs)")
     bench.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
-    bench.add_argument("--repeat", choices=("fast", "b64-load"), help="only this scenario, a line per run")
+    bench.add_argument("--repeat", choices=("fast", "replicas", "b64-load"), help="only this scenario, a line per run")
     bench.add_argument("--runs", type=int, default=3, help="how many runs of --repeat (default 3)")
     return parser
 

@@ -2,6 +2,7 @@
 comparison side by side needs (run it in each checkout, alternating), without the whole bench's five minutes.
 
   fast      the fast scenario's shim run alone (60 SDK clients at once, tasks ten times faster than documented)
+  replicas  the same 60 clients over 3 shims on one Redis (needs `redis-server`)
   b64-load  the b64 load (1,000 b64_json requests at once over 20 keys)
 """
 
@@ -14,11 +15,12 @@ from typing import Any
 from .load import b64_load
 from .run import FULL, QUICK, Plan, figures_of, raise_open_files
 from .servers import EmulatorProcess
-from .untold import run_untold
+from .untold import run_replicas, run_untold
 
 #: The figures of a run's line, in order (rounded to 2 places).
 FIGURES = {
     "fast": ("ok", "requests_per_ok_task", "rate_limited", "answer_p50", "answer_p90", "throughput", "elapsed"),
+    "replicas": ("ok", "requests_per_ok_task", "rate_limited", "answer_p50", "answer_p90", "throughput", "elapsed"),
     "b64-load": ("ok", "upstream_requests", "rate_limited", "answer_p50", "answer_p90", "elapsed", "cpu_seconds"),
 }
 
@@ -30,13 +32,23 @@ async def _fast(plan: Plan) -> dict[str, Any]:
         return figures_of(emulator, run, plan)
 
 
+async def _replicas(plan: Plan) -> dict[str, Any]:
+    async with EmulatorProcess(time_scale=plan.fast_scale, rate=plan.rate) as emulator:
+        env = {"SHIM_REAPI_RATE_LIMIT": str(plan.rate), "SHIM_REAPI_BASE_URL": emulator.url}
+        run = await run_replicas(env, tag="replicas", replicas=plan.replicas, concurrency=plan.tasks,
+                                 warmup=plan.warmup * plan.replicas)  # fmt: skip
+        return figures_of(emulator, run, plan)
+
+
 async def _load(plan: Plan) -> dict[str, Any]:
     async with EmulatorProcess(time_scale=plan.load_scale, rate=plan.rate) as emulator:
         env = {"SHIM_REAPI_RATE_LIMIT": str(plan.rate), "SHIM_REAPI_BASE_URL": emulator.url}
         return await b64_load(emulator, env, requests=plan.load_requests, keys=plan.load_keys)
 
 
-SCENARIOS: dict[str, Callable[[Plan], Coroutine[Any, Any, dict[str, Any]]]] = {"fast": _fast, "b64-load": _load}
+SCENARIOS: dict[str, Callable[[Plan], Coroutine[Any, Any, dict[str, Any]]]] = {
+    "fast": _fast, "replicas": _replicas, "b64-load": _load,
+}  # fmt: skip
 
 
 def run_repeated(scenario: str, runs: int, *, quick: bool = False) -> int:

@@ -353,9 +353,10 @@ class Pacer:
                 if not grant.done():  # else its caller left, or its task reached the cap: the slot goes unused
                     if send.at > now:
                         return self._budget_wait(send.at)
-                    if now - send.at > LATE_SLOT and not again:
+                    late = send.reserved and now - send.at > LATE_SLOT and not again
+                    if late or not send.reserved:  # late: one more slot; none yet: ask again
                         send.answered(now)
-                        self._held = (grant, await self._budget.claim(now), True)
+                        self._held = (grant, await self._budget.claim(now), again or late)
                         now = self._clock()
                         continue
                     grant.set_result(send)

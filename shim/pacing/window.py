@@ -12,21 +12,28 @@ on fresh information, rather than ten at once each second and then nothing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 
 class Send:
     """One send's hold on its window: from `at` (when it may leave) until a span after `end` (when its answer
-    came back; infinite while it is out)."""
+    came back; infinite while it is out). A send not `reserved` holds nothing: no slot was free yet (a shared
+    budget), so it is only when to ask again. `then` runs once it is answered (a shared budget's release)."""
 
-    __slots__ = ("at", "end")
+    __slots__ = ("at", "end", "reserved", "_then")
 
-    def __init__(self, at: float) -> None:
+    def __init__(self, at: float, *, reserved: bool = True, then: Callable[[], None] | None = None) -> None:
         self.at = at
         self.end = math.inf
+        self.reserved = reserved
+        self._then = then
 
     def answered(self, at: float) -> None:
-        """Its answer (or failure) came back at `at`; a slot never used is released the same way."""
-        self.end = max(at, self.at)
+        """Its answer (or failure) came back at `at`; a slot never used is released the same way (once)."""
+        if self.end == math.inf:
+            self.end = max(at, self.at)
+            if self._then is not None:
+                self._then()
 
 
 class SlidingWindow:
@@ -71,10 +78,10 @@ class SlidingWindow:
             at = max(at, ends[len(held) - self.capacity] + self.span)
         return at
 
-    def record(self, at: float) -> Send:
+    def record(self, at: float, then: Callable[[], None] | None = None) -> Send:
         """Count one send granted at `at` (call only when `next_free(at) <= at`); it holds its slot until a
-        span after `Send.answered`."""
-        send = Send(at)
+        span after `Send.answered` (which then runs `then`)."""
+        send = Send(at, then=then)
         self._sends.append(send)
         self._tat = max(self._tat, at) + self._spacing
         return send

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shim.pacing.pacer import Pacer
-from shim.pacing.redis_budget import MARGIN, RedisBudget
+from shim.pacing.pacer import MARGIN, Pacer
+from shim.pacing.redis_budget import RETRY, RedisBudget
 from shim.pacing.window import SlidingWindow
 from shim.redis_link import RedisLink
 
@@ -27,8 +27,8 @@ async def link(redis_server: RedisServer) -> AsyncIterator[RedisLink]:
     await link.aclose()
 
 
-def budget(link: RedisLink, credential: str, rate: int = 10) -> RedisBudget:
-    return RedisBudget(link, "reapi", credential, SlidingWindow.for_rate(rate, 1.0, 0.05))
+def budget(link: RedisLink, credential: str, rate: int = 10, max_out: float = 60.0) -> RedisBudget:
+    return RedisBudget(link, "reapi", credential, SlidingWindow.for_rate(rate, 1.0, 0.05), max_out=max_out)
 
 
 async def test_replicas_share_one_evenly_spaced_window(link: RedisLink) -> None:
@@ -36,7 +36,12 @@ async def test_replicas_share_one_evenly_spaced_window(link: RedisLink) -> None:
     no window of 1.05 s ever holds more than 10 sends; another key's budget is not delayed by them."""
     replicas = [budget(link, "cred-a") for _ in range(3)]
     now = time.monotonic()
-    slots = [(await replicas[i % 3].claim(now)).at for i in range(21)]
+    slots = []
+    for i in range(21):
+        send = await replicas[i % 3].claim(now)
+        send.answered(send.at)  # answered the moment it left: the window alone spaces them
+        await asyncio.gather(*replicas[i % 3]._pending)
+        slots.append(send.at)
     spacing = 1.05 / 10
     assert all(b - a >= spacing - 0.005 for a, b in zip(slots, slots[1:], strict=False))
     assert slots[-1] - slots[0] >= 20 * spacing - 0.01
@@ -44,6 +49,35 @@ async def test_replicas_share_one_evenly_spaced_window(link: RedisLink) -> None:
         assert sum(at <= other < at + 1.05 - 0.01 for other in slots[i:]) <= 10
     other = (await budget(link, "cred-b").claim(time.monotonic())).at
     assert other - time.monotonic() < spacing  # a key of its own: the slot is now
+
+
+async def test_a_send_out_holds_its_slot_on_every_replica(link: RedisLink) -> None:
+    """The upstream counts a send somewhere between its slot and its answer: ten sends of replica A still out
+    leave replica B no slot at all (it is told to ask again shortly), and once one of A's answers is back, B's
+    slot comes a span after that answer, whatever the ten slots' times."""
+    first, second = budget(link, "cred-hold"), budget(link, "cred-hold")
+    now = time.monotonic()
+    sends = [await first.claim(now) for _ in range(10)]
+    waiting = await second.claim(time.monotonic())
+    assert not waiting.reserved and waiting.at - time.monotonic() <= RETRY
+    await asyncio.sleep(1.2)  # a span after the ten slots: a window counting slot times would be free again
+    assert not (await second.claim(time.monotonic())).reserved
+    answered = time.monotonic()
+    sends[0].answered(answered)
+    await asyncio.gather(*first._pending)
+    slot = await second.claim(time.monotonic())
+    assert slot.reserved and slot.at >= answered + 1.05 - 0.01
+
+
+async def test_a_send_never_told_answered_lapses_after_max_out(link: RedisLink) -> None:
+    """A replica that never says its sends were answered (cut off from Redis, or gone) blocks the key only
+    for `max_out` and a span: then the slots are every replica's again."""
+    gone, other = budget(link, "cred-lapse", max_out=0.3), budget(link, "cred-lapse", max_out=0.3)
+    for _ in range(10):
+        await gone.claim(time.monotonic())
+    assert not (await other.claim(time.monotonic())).reserved
+    await asyncio.sleep(0.3 + 1.05 + 0.05)
+    assert (await other.claim(time.monotonic())).reserved
 
 
 async def test_a_429_on_one_replica_pauses_the_key_for_all(link: RedisLink) -> None:
@@ -87,8 +121,7 @@ async def test_redis_down_leaves_each_pacer_its_own_window() -> None:
 
 async def test_pacers_of_three_replicas_keep_the_upstream_window(link: RedisLink) -> None:
     """Three Pacers of one key (one per replica) each running 12 calls at once, at 20 requests/s: no second
-    holds more than 20 of the 36 sends, which take the shared window's time (35 slots of 55 ms: the shared
-    margin, as the app sets it)."""
+    holds more than 20 of the 36 sends, which take the shared window's time (35 slots of 50.25 ms)."""
     shared = functools.partial(RedisBudget, link, "reapi", "cred-pacers")
     pacers = [Pacer(rate=20, margin=MARGIN, budget=shared) for _ in range(3)]
     sent: list[float] = []
@@ -104,3 +137,29 @@ async def test_pacers_of_three_replicas_keep_the_upstream_window(link: RedisLink
     assert len(sent) == 36
     assert max(sum(at <= other < at + 1.0 for other in sent) for at in sent) <= 20
     assert sent[-1] - sent[0] >= 35 * (1.0 + MARGIN) / 20 - 0.05
+
+
+async def test_replicas_keep_the_window_of_an_upstream_that_counts_late(link: RedisLink) -> None:
+    """Two Pacers of one key (two replicas) whose calls are counted only when they end: replica A's 10 calls
+    0.9 s after they leave (a busy replica, a queue in front of the upstream), then, once A has sent them all,
+    replica B's 10 at once. No second of those counts holds more than the key's 10: B's slots wait for A's
+    answers (a window of slot times would let B's land among A's last ones)."""
+    slow, quick = (Pacer(rate=10, margin=MARGIN, budget=functools.partial(RedisBudget, link, "reapi", "cred-late"))
+                   for _ in range(2))  # fmt: skip
+    counted: list[float] = []
+
+    async def call(delay: float) -> None:
+        await asyncio.sleep(delay)
+        counted.append(time.monotonic())
+
+    async def later() -> None:
+        await asyncio.sleep(1.0)
+        await asyncio.gather(*(quick.call(functools.partial(call, 0.0)) for _ in range(10)))
+
+    try:
+        await asyncio.gather(*(slow.call(functools.partial(call, 0.9)) for _ in range(10)), later())
+    finally:
+        await asyncio.gather(slow.aclose(), quick.aclose())
+    counted.sort()
+    assert len(counted) == 20
+    assert max(sum(at <= other < at + 1.0 for other in counted) for at in counted) <= 10
