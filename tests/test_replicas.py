@@ -193,6 +193,34 @@ async def test_redis_outage_refuses_new_submits_and_loses_no_task(
     assert reapi_state.counters(key)["submits"] == 2  # the outage's own task and the fresh one: none refused was sent
 
 
+async def test_a_job_is_looked_up_on_any_replica(
+    reapi_upstream: ServedApp, reapi_state: Any, redis_server: RedisServer, key: str
+) -> None:
+    """A job started with Prefer: respond-async on replica A is looked up on replica B (a balancer sends the
+    look-ups anywhere): 202 while it runs, then the very answer A gives (the same image, size, format and
+    task id), and one upstream submit; another key's look-up on B is a 404."""
+    payload = body("[latency=0.8] looked up elsewhere", response_format="b64_json", size="512x512")
+    async with replicas(reapi_upstream.url, redis_server, 2) as (a, b), httpx.AsyncClient(timeout=15) as http:
+        accepted = await http.post(a.url + PATH, json=payload, headers=auth(key, Prefer="respond-async"))
+        assert accepted.status_code == 202, accepted.text
+        location = accepted.headers["location"]
+        early = await http.get(b.url + location, headers=auth(key))
+        stranger = await http.get(b.url + location, headers=auth("rk_other_" + key[-12:]))
+
+        async def answered() -> bool:
+            return (await http.get(b.url + location, headers=auth(key))).status_code != 202
+
+        await until(answered)
+        elsewhere = await http.get(b.url + location, headers=auth(key))
+        home = await http.get(a.url + location, headers=auth(key))
+    assert early.status_code == 202 and early.json()["id"] == accepted.json()["id"]
+    assert stranger.status_code == 404 and stranger.json()["error"]["code"] == "job_not_found"
+    assert elsewhere.status_code == home.status_code == 200, elsewhere.text
+    assert elsewhere.json()["data"] == home.json()["data"] and elsewhere.json()["size"] == home.json()["size"]
+    assert elsewhere.headers["x-upstream-task-ids"] == home.headers["x-upstream-task-ids"]
+    assert reapi_state.counters(key)["submits"] == 1
+
+
 async def test_records_hold_no_key_and_no_prompt(
     reapi_upstream: ServedApp, redis_server: RedisServer, key: str
 ) -> None:

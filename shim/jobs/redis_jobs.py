@@ -27,10 +27,10 @@ from cachetools import TTLCache
 
 from .. import errors
 from ..redis_link import LinkDown, RedisLink
-from ..types import Outcome
+from ..types import ImageSpec, Outcome
 from .job import Job
 from .journal import Submitted
-from .shared import SharedJob, Status, encode_result
+from .shared import SharedJob, Status, encode_rendering, encode_result
 
 log = logging.getLogger("shim")
 
@@ -214,6 +214,8 @@ class RedisJobs:
         }
         if job.idempotency:
             fields["idem"] = job.idempotency
+        if isinstance(job.spec, ImageSpec):  # a look-up by id on another replica renders with it
+            fields["rendering"] = encode_rendering(job.spec)
         owned = _Owned(job, fields)
         holder = await self._run(lambda _: self._scripts["create"](**self._put_args(owned)))
         if isinstance(holder, str):
@@ -236,6 +238,8 @@ class RedisJobs:
         }
         if found.idempotency:
             fields["idem"] = found.idempotency
+        if found.rendering:
+            fields["rendering"] = found.rendering
         self._own(_Owned(job, fields, handoff=max(found.handoff_until, 0.0)))
         return True
 
@@ -516,4 +520,5 @@ def _view(job_id: str, fields: dict[str, str]) -> SharedJob:
         paid=fields.get("paid", "1") == "1",
         leased=fields.get("~leased") == "1",
         result=fields.get("result"),
+        rendering=fields.get("rendering"),
     )

@@ -30,7 +30,7 @@ from .journal import Journal, RecoveredJob, Submitted
 from .kept import KeptJobs
 from .recovery import JobJournal
 from .runner import Recorder, Run, SubmitGauge
-from .shared import SharedJob, SharedJobs
+from .shared import SharedJob, SharedJobs, decode_rendering
 
 
 class _Slots:
@@ -195,14 +195,14 @@ class Jobs:
         self._emit_start(job, None)
         return job, False
 
-    def _join(self, spec: Spec, key: str, found: SharedJob, now: float) -> Job:
+    def _join(self, spec: Spec, key: str, found: SharedJob, now: float, *, adopt: bool = True) -> Job:
         """The local side of another replica's job: it waits for the shared record, and delivers it here."""
         local = self._by_id.get(found.id)
         if local is not None and local.credential == found.credential:
             return local
         job = Job(id=found.id, credential=found.credential, fingerprint=found.fingerprint, spec=spec, created=now)
         job.idempotency, job.following = found.idempotency, True
-        self._launch(job, self._follow(job, self._providers[spec.route.provider], key, found))
+        self._launch(job, self._follow(job, self._providers[spec.route.provider], key, found, adopt=adopt))
         self._events.emit("job_following", job=job.id)
         return job
 
@@ -215,6 +215,22 @@ class Jobs:
         job is as absent as an unknown one)."""
         job = self._by_id.get(job_id)
         return job if job is not None and job.credential == credential else None
+
+    async def look_up(self, job_id: str, key: str) -> Job | None:
+        """As `get`, and with replicas another replica's image job too: a follower of its shared record (it
+        never adopts the job: a look-up carries no prompt, so a retry of the request, which does, resumes a
+        job whose replica died). None when neither knows it for this key."""
+        cred = credential_id(key)
+        job = self.get(job_id, cred)
+        if job is not None or self._shared is None:
+            return job
+        found = await self._shared.load(cred, job_id)
+        spec = decode_rendering(found.rendering) if found is not None and found.rendering else None
+        if found is None or spec is None or found.credential != cred:
+            return None
+        job = self._join(spec, key, found, self._clock(), adopt=False)
+        job.lookup = True  # kept for its look-ups even when it failed having paid for nothing
+        return job
 
     def resume(self, job_id: str, spec: Spec, key: str, *, fingerprint: str, known: Mapping[int, Submitted]) -> Job:
         """The job `job_id` of this key, by its id (a client asks after a job an earlier process started): the
@@ -385,7 +401,7 @@ class Jobs:
         )
         return await run.outcome(submissions)
 
-    async def _follow(self, job: Job, provider: Provider, key: str, found: SharedJob) -> Outcome:
+    async def _follow(self, job: Job, provider: Provider, key: str, found: SharedJob, *, adopt: bool) -> Outcome:
         """Another replica's job: wait for its record (a notification, or a read every `follow_every`) and
         return its outcome; adopt it once its owner's lease expired (the owner died), and resume it as after
         a restart: its known tasks are polled, a submission left "submitting" is never sent again."""
@@ -397,7 +413,7 @@ class Jobs:
                 job.submits = sum(1 for s in view.submissions.values() if s.task)
                 job.uncertain = view.paid and not job.submits  # paid, or maybe: never a fresh attempt
                 return view.outcome()
-            if view is not None and not view.leased and await self._adopt(job, view):
+            if adopt and view is not None and not view.leased and await self._adopt(job, view):
                 tasks = ",".join(s.task for s in view.submissions.values() if s.task)
                 self._events.emit("job_adopted", job=job.id, resumed_tasks=tasks)
                 return await self._run(job, provider, provider.plan(job.spec), key, view.submissions)

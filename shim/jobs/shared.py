@@ -1,9 +1,11 @@
 """The seam between the job registry and a registry shared by replicas (`redis_jobs.RedisJobs`): what a shared
-record says of a job (`SharedJob`: hashes, ids and outcomes only, never a key or a prompt), what the registry
-asks of it (`SharedJobs`), and the pure encoding of an outcome, so that any replica can deliver it."""
+record says of a job (`SharedJob`: hashes, ids, outcomes and how an image job's answer is rendered, never a key
+or a prompt), what the registry asks of it (`SharedJobs`), and the pure encodings of an outcome and of a
+rendering, so that any replica can deliver it (to a look-up by id too, which carries no request body)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from .. import errors
-from ..types import Outcome, Submission, Task
+from ..types import ImageSpec, Outcome, Route, Submission, Task
 from .job import Job
 from .journal import Submitted
 
@@ -35,6 +37,7 @@ class SharedJob:
     paid: bool = True  # (finished) a task was created, or may have been
     leased: bool = False  # a replica runs it, and its lease is alive
     result: str | None = None  # `encode_result` of the finished job
+    rendering: str | None = None  # `encode_rendering` of an image job's spec
 
     @property
     def attachable(self) -> bool:
@@ -125,6 +128,29 @@ def decode_result(text: str) -> tuple[Outcome | None, errors.ShimError | None]:
         return None, failure
     tasks = tuple((Submission(body={}, **sub), _untask(task)) for sub, task in data["tasks"])
     return Outcome(tasks, tuple(decode_error(f) for f in data["failures"])), failure
+
+
+#: What a look-up by id needs of an image job's spec to render its answer, and nothing that identifies what was
+#: asked: never the prompt, the user, nor the input URLs (they may carry signed tokens).
+UNSHARED = ("prompt", "user", "image_urls", "mask_url")
+
+
+def encode_rendering(spec: ImageSpec) -> str:
+    """The spec as a look-up on another replica renders it (see UNSHARED)."""
+    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name not in UNSHARED}
+    fields["route"] = dataclasses.asdict(spec.route)
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def decode_rendering(text: str) -> ImageSpec | None:
+    """The spec a look-up renders with (an empty prompt); None for a record this version cannot read."""
+    try:
+        fields = json.loads(text)
+        route = fields.pop("route")
+        route["defaults"] = tuple(tuple(pair) for pair in route.get("defaults", ()))
+        return ImageSpec(route=Route(**route), prompt="", **fields)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def encode_error(error: errors.ShimError) -> dict[str, Any]:
