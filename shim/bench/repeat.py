@@ -12,10 +12,8 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .load import b64_load
-from .run import FULL, QUICK, Plan, figures_of, raise_open_files
+from .run import FULL, QUICK, Plan, base_env, load_figures, raise_open_files, replicas_figures, shim_figures
 from .servers import EmulatorProcess
-from .untold import run_replicas, run_untold
 
 #: The figures of a run's line, in order (rounded to 2 places).
 FIGURES = {
@@ -27,23 +25,17 @@ FIGURES = {
 
 async def _fast(plan: Plan) -> dict[str, Any]:
     async with EmulatorProcess(time_scale=plan.fast_scale, rate=plan.rate) as emulator:
-        env = {"SHIM_REAPI_RATE_LIMIT": str(plan.rate), "SHIM_REAPI_BASE_URL": emulator.url}
-        run = await run_untold(emulator, env, tag="fast", concurrency=plan.tasks, warmup=plan.warmup)
-        return figures_of(emulator, run, plan)
+        env = {**base_env(plan), "SHIM_REAPI_BASE_URL": emulator.url}
+        return await shim_figures(emulator, env, plan, tag="fast", concurrency=plan.tasks)
 
 
 async def _replicas(plan: Plan) -> dict[str, Any]:
     async with EmulatorProcess(time_scale=plan.fast_scale, rate=plan.rate) as emulator:
-        env = {"SHIM_REAPI_RATE_LIMIT": str(plan.rate), "SHIM_REAPI_BASE_URL": emulator.url}
-        run = await run_replicas(env, tag="replicas", replicas=plan.replicas, concurrency=plan.tasks,
-                                 warmup=plan.warmup * plan.replicas)  # fmt: skip
-        return figures_of(emulator, run, plan)
+        return await replicas_figures(emulator, {**base_env(plan), "SHIM_REAPI_BASE_URL": emulator.url}, plan)
 
 
 async def _load(plan: Plan) -> dict[str, Any]:
-    async with EmulatorProcess(time_scale=plan.load_scale, rate=plan.rate) as emulator:
-        env = {"SHIM_REAPI_RATE_LIMIT": str(plan.rate), "SHIM_REAPI_BASE_URL": emulator.url}
-        return await b64_load(emulator, env, requests=plan.load_requests, keys=plan.load_keys)
+    return await load_figures(plan, base_env(plan))
 
 
 SCENARIOS: dict[str, Callable[[Plan], Coroutine[Any, Any, dict[str, Any]]]] = {

@@ -144,7 +144,7 @@ def run_bench(*, quick: bool = False, json_path: str | None = None, command: str
 
 
 async def _bench(plan: Plan) -> dict[str, Any]:
-    env = {"SHIM_REAPI_RATE_LIMIT": str(plan.rate)}  # and the emulator's address: nothing else about it
+    env = base_env(plan)
     scenarios: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
     clock = time.monotonic()
@@ -160,9 +160,7 @@ async def _bench(plan: Plan) -> dict[str, Any]:
         scenarios["fast"] = concurrent[0]
         lap("fast")
         if RedisProcess.available():
-            run = await run_replicas(shim_env, tag="replicas", replicas=plan.replicas, concurrency=plan.tasks,
-                                     warmup=plan.warmup * plan.replicas)  # fmt: skip
-            scenarios["replicas"] = figures_of(emulator, run, plan)
+            scenarios["replicas"] = await replicas_figures(emulator, shim_env, plan)
             lap("replicas")
         low = await _compare(emulator, shim_env, plan, concurrency=plan.low_concurrency, rounds=plan.low_rounds,
                              tag="low")  # fmt: skip
@@ -188,11 +186,8 @@ async def _bench(plan: Plan) -> dict[str, Any]:
         held_env = {"SHIM_REAPI_BASE_URL": emulator.url, "SHIM_REAPI_RATE_LIMIT": str(plan.held_rate)}
         held = await hold_requests(emulator, held_env, key=bench_key("held"), n=plan.held, window=plan.held_window)
         lap("held")
-    async with EmulatorProcess(time_scale=plan.load_scale, rate=plan.rate) as emulator:
-        load = await b64_load(
-            emulator, {**env, "SHIM_REAPI_BASE_URL": emulator.url}, requests=plan.load_requests, keys=plan.load_keys
-        )
-        lap("b64 load")
+    load = await load_figures(plan, env)
+    lap("b64 load")
     return {
         "scenarios": scenarios, "concurrent": concurrent, "low_load": low, "held": held, "load": load,
         "timings": timings,
@@ -230,8 +225,7 @@ async def _compare(
     emulator: EmulatorProcess, env: dict[str, str], plan: Plan, *, concurrency: int, rounds: int, tag: str
 ) -> list[dict[str, Any]]:
     """The shim (warmed up, untold) and then the naive loops, each on its own key of the same emulator."""
-    run = await run_untold(emulator, env, tag=tag, concurrency=concurrency, rounds=rounds, warmup=plan.warmup)
-    results = [figures_of(emulator, run, plan)]
+    results = [await shim_figures(emulator, env, plan, tag=tag, concurrency=concurrency, rounds=rounds)]
     scaled = DOCUMENTED_POLL_INTERVAL * plan.fast_scale
     for interval, label in ((DOCUMENTED_POLL_INTERVAL, "naive 1.5 s"), (scaled, f"naive {scaled:g} s")):
         key = bench_key(f"{tag}_naive")
@@ -242,6 +236,34 @@ async def _compare(
             answers = await run_clients(one, concurrency=concurrency, rounds=rounds)
         results.append(summarize(collect(emulator.state, label, key, answers, started), rate=plan.rate))
     return results
+
+
+def base_env(plan: Plan) -> dict[str, str]:
+    """A bench shim's settings: the rate, and (added per emulator) the emulator's address; nothing else about it."""
+    return {"SHIM_REAPI_RATE_LIMIT": str(plan.rate)}
+
+
+async def shim_figures(
+    emulator: EmulatorProcess, env: dict[str, str], plan: Plan, *, tag: str, concurrency: int, rounds: int = 1
+) -> dict[str, Any]:
+    """A fresh shim, warmed up and untold, with `concurrency` clients making `rounds` requests each."""
+    run = await run_untold(emulator, env, tag=tag, concurrency=concurrency, rounds=rounds, warmup=plan.warmup)
+    return figures_of(emulator, run, plan)
+
+
+async def replicas_figures(emulator: EmulatorProcess, env: dict[str, str], plan: Plan) -> dict[str, Any]:
+    """The fast scenario's clients over `plan.replicas` shims on one Redis, each warmed up as one shim is."""
+    run = await run_replicas(env, tag="replicas", replicas=plan.replicas, concurrency=plan.tasks,
+                             warmup=plan.warmup * plan.replicas)  # fmt: skip
+    return figures_of(emulator, run, plan)
+
+
+async def load_figures(plan: Plan, env: dict[str, str]) -> dict[str, Any]:
+    """The b64 load, on an emulator of its own (`env`: the shim's settings but the emulator's address)."""
+    async with EmulatorProcess(time_scale=plan.load_scale, rate=plan.rate) as emulator:
+        return await b64_load(
+            emulator, {**env, "SHIM_REAPI_BASE_URL": emulator.url}, requests=plan.load_requests, keys=plan.load_keys
+        )
 
 
 def figures_of(emulator: EmulatorProcess, run: ShimRun, plan: Plan) -> dict[str, Any]:
