@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from .files import replace_atomically, write_all
+
 #: submitting: written before the submit of one submission (a task may exist from here on)
 #: submitted:  the submit returned this task id
 #: handed_off: the shim told the client to retry (a plain retry may attach for a while)
@@ -219,9 +221,7 @@ class Journal:
         with self._lock:
             if self._fd < 0:
                 raise OSError("the journal is closed")
-            view = memoryview(line)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            write_all(self._fd, line)
             if durable:
                 os.fsync(self._fd)
             self._lines += 1
@@ -244,23 +244,8 @@ class Journal:
         return [r for records in self._open.values() for r in records]
 
     def _rewrite(self, records: list[Record]) -> None:
-        """Atomically replace the file with `records` (temp file, fsync, rename, fsync of the directory)."""
-        tmp = self.path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(b"".join(encode(r) for r in records))
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        """Atomically replace the file with `records` (see `files.replace_atomically`)."""
+        replace_atomically(self.path, b"".join(encode(r) for r in records))
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         if self._fd >= 0:
             os.close(self._fd)

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .files import replace_atomically, write_all
+
 VERSION = 1
 FILE_NAME = "videos.jsonl"
 #: Record kinds: a video created (its entry), its task known, its end, its deletion.
@@ -143,12 +145,7 @@ class VideoIndex:
         except FileNotFoundError:
             data = b""
         self._entries = [e for e in fold(data.split(b"\n")).values() if now - e.created_at <= horizon]
-        tmp = self.path + ".tmp"
-        with open(tmp, "wb") as handle:
-            handle.write(b"".join(records(e) for e in self._entries))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        replace_atomically(self.path, b"".join(records(e) for e in self._entries))
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def entries(self) -> list[VideoEntry]:
@@ -160,9 +157,7 @@ class VideoIndex:
         with self._lock:
             if self._fd < 0:
                 raise OSError("the video index is closed")
-            view = memoryview(line)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            write_all(self._fd, line)
             fd = self._fd
         if durable:
             os.fsync(fd)
