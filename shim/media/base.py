@@ -68,7 +68,6 @@ class RecentUploads:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._urls: dict[tuple[str, str], tuple[str, float]] = {}
-        self._expiry: dict[str, float] = {}  # url -> when it stops working, for the same entries
 
     def find(self, owner: str, digest: str, now: float) -> str | None:
         found = self._urls.get((owner, digest))
@@ -76,21 +75,17 @@ class RecentUploads:
             return None
         url, expires = found
         if expires - now < self.ttl / 2:
-            self._forget((owner, digest))
+            del self._urls[(owner, digest)]
             return None
         return url
 
     def add(self, owner: str, digest: str, url: str, expires: float) -> None:
         self._urls[(owner, digest)] = (url, expires)
-        self._expiry[url] = expires
 
     def expiry(self, url: str) -> float | None:
-        return self._expiry.get(url)
+        """When a URL handed out ends (a scan: asked once per video reference stored)."""
+        return next((expires for known, expires in self._urls.values() if known == url), None)
 
     def purge(self, now: float) -> None:
         for key in [k for k, (_, expires) in self._urls.items() if expires <= now]:
-            self._forget(key)
-
-    def _forget(self, key: tuple[str, str]) -> None:
-        url, _ = self._urls.pop(key)
-        self._expiry.pop(url, None)
+            del self._urls[key]
