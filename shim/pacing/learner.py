@@ -9,11 +9,12 @@ same model, then the provider), else by `hint` (SHIM_LATENCY_SCALE). The grid do
 
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..types import LatencyPrior
 from .latency import LatencyModel, find_prior, log_grid
@@ -52,6 +53,9 @@ EARLY = 0.25
 #: evidence of a speed-up (see SHIFT_ALARM); a probe costs about one poll.
 PROBE_EVERY = 10
 PROBE_QUANTILE = 0.02
+#: A task still running counts as a completion past its age, shaped as the completions are there, and as
+#: much as this share of them just past it (what we know of a task older than most: it finishes soon).
+NEAR = 0.05
 #: Successive scouts' phases step by the golden ratio: any number of them spread evenly over [0, 1).
 _GOLDEN = (math.sqrt(5) - 1) / 2
 #: A class's planned polls are re-planned when this quantile of its estimate moves by this fraction.
@@ -76,6 +80,9 @@ class _Class:
     informed: bool = False  # seeded from relatives, or has completions: more than the documented table
     faster: float = 0.0  # the CUSUMs of first polls (see SHIFT_ALARM)
     slower: float = 0.0
+    started: int = 0  # tasks started so far (their start numbers)
+    #: start number -> (completions learned before it started, the age it was last seen running)
+    running: dict[int, tuple[int, float]] = field(default_factory=dict)
 
 
 class LatencyLearner:
@@ -89,6 +96,12 @@ class LatencyLearner:
     also halves what came before, so that a prior wrong by 10x, or an upstream that slows down or speeds
     up, is followed within about ten completions. Its median then tracks the decayed median of what the
     tasks really took (so it wanders with the sample, some 10% for tasks spread like 2-4 s).
+
+    Tasks are weighed by when they started, not by when they finished: a task's unit has decayed by the
+    completions learned since it started, so that tasks started together count alike. And once a class
+    is trusted, the tasks still running count too, each one as a unit past the age it was last seen running
+    (see `_estimate`). Without both, a burst of tasks started at once would be learned in the order it
+    finishes, its fastest first: the estimate would sink while the burst runs, then end on its slowest.
     """
 
     def __init__(
@@ -162,9 +175,30 @@ class LatencyLearner:
             self._listeners = [ref for ref in self._listeners if ref() is not None]
             self._prune_at = max(64, 2 * len(self._listeners))
 
-    def observe(self, latency_class: str, after: float, before: float) -> None:
-        """Record one completion known to have happened between `after` and `before` seconds after submit."""
+    def start(self, latency_class: str) -> int:
+        """A task of the class starts (it counts as running once seen running). Returns its start number, by
+        which `running`, `observe` and `finish` name it."""
         record = self._class(latency_class)
+        record.started += 1
+        record.running[record.started] = (record.observations, 0.0)
+        return record.started
+
+    def running(self, latency_class: str, started: int, age: float) -> None:
+        """The task numbered `started` was seen still running `age` seconds after its submit."""
+        record = self._class(latency_class)
+        if started in record.running:
+            record.running[started] = (record.running[started][0], age)
+
+    def finish(self, latency_class: str, started: int) -> None:
+        """The task is no longer followed (completed, failed or given up): it no longer counts as running."""
+        self._class(latency_class).running.pop(started, None)
+
+    def observe(self, latency_class: str, after: float, before: float, started: int | None = None) -> None:
+        """Record one completion known to have happened between `after` and `before` seconds after submit,
+        of the task numbered `started` (a task started just now when None)."""
+        record = self._class(latency_class)
+        mark = record.observations if started is None else record.running.pop(started, (record.observations, 0.0))[0]
+        weight = self._weight(record, mark)
         edges, model = self._edges, record.model
         after = min(max(after, 0.0), edges[-1])
         before = min(max(before, after), edges[-1])
@@ -178,10 +212,10 @@ class LatencyLearner:
         explore = self._explore * max(1 - 2 * (seen_by - seen_from), 0.0) if total > 0 else 1.0
         keep = self._decay * (FORGET if surprised else DOUBT_KEEP if tail < DOUBT else 1.0)
         record.counts = [
-            count * keep + (1 - explore) * likely[j] / (total or 1.0) + explore * even[j]
+            count * keep + weight * ((1 - explore) * likely[j] / (total or 1.0) + explore * even[j])
             for j, count in enumerate(record.counts)
         ]
-        record.model = _normalized(edges, record.counts)
+        record.model = self._estimate(record)
         if surprised:
             record.evidence = 0.0
         elif tail < DOUBT:
@@ -212,6 +246,7 @@ class LatencyLearner:
         faster, slower = record.faster > SHIFT_ALARM["faster"], record.slower > SHIFT_ALARM["slower"]
         if faster or slower:
             record.counts = [count * FORGET for count in record.counts]
+            record.model = self._estimate(record)
             if faster:
                 record.evidence = 0.0
             record.faster = record.slower = 0.0
@@ -256,6 +291,39 @@ class LatencyLearner:
                 record.informed, record.evidence = True, TRUSTED
             self._classes[latency_class] = record
         return record
+
+    def _weight(self, record: _Class, mark: int) -> float:
+        """What a task that started after `mark` completions counts now (those added since have decayed)."""
+        return self._decay ** max(record.observations - mark, 0)
+
+    def _estimate(self, record: _Class) -> LatencyModel:
+        """The completions learned, plus the tasks still running: each one a unit of its start's weight past
+        the age it was last seen running (a right-censored completion: one self-consistency step), shaped
+        as the completions are there, with a share NEAR just past it. Not before the class is trusted: the
+        shape past a running task's age would still be the documented table's, or a few tasks'."""
+        edges, counts = self._edges, record.counts
+        if record.evidence < TRUSTED:
+            return _normalized(edges, counts)
+        total = sum(counts) or 1.0
+        beyond = list(itertools.accumulate(reversed(counts)))[::-1] + [0.0]  # mass of bins j.. on
+        censored = [0.0] * len(counts)
+        share = [0.0] * (len(counts) + 1)  # per bin j: weight / mass past bin j, spread over bins past j
+        near = NEAR * total  # where the completions hardly reach past its age, a task finishes soon after it
+        for mark, age in record.running.values():
+            if age <= 0:
+                continue  # not polled yet: says nothing about its latency
+            weight = self._weight(record, mark)
+            j = min(max(bisect_right(edges, age) - 1, 0), len(counts) - 1)
+            part = counts[j] * (edges[j + 1] - min(age, edges[j + 1])) / (edges[j + 1] - edges[j])
+            past = part + beyond[j + 1] + near
+            censored[j] += weight * part / past
+            censored[min(j + 1, len(counts) - 1)] += weight * near / past
+            share[j + 1] += weight / past
+        spread = 0.0
+        for k in range(len(counts)):
+            spread += share[k]
+            censored[k] += spread * counts[k]
+        return _normalized(edges, [c + x for c, x in zip(counts, censored, strict=True)])
 
     def _notify(self, latency_class: str) -> None:
         alive = []

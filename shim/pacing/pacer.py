@@ -236,7 +236,7 @@ class Pacer:
                 if result.status == "completed":  # finished after `running_at`, by now at the latest
                     self._planner.observe(watch, self._clock() - watch.submitted_at)
                 return result
-            watch.running_at = sent - watch.submitted_at
+            self._planner.running(watch, sent - watch.submitted_at)
             watch.adaptive = True
             watch.due = self._planner.plan(watch)
 

@@ -61,6 +61,7 @@ class Watch:
     scout: float | None = None  # its phase, when polled early too to bracket its completion (see enlist)
     probe: bool = False  # first polled early, to see a speed-up (see LatencyLearner.probe)
     seq: int = -1  # its live heap entry; older entries are stale
+    started: int = 0  # its start number in its class (see LatencyLearner.start)
     grant: asyncio.Future[Send] | None = None  # what a queued poll waits on (owned by the SlotQueue)
     live: bool = True
 
@@ -100,10 +101,12 @@ class PollPlanner:
 
     def enlist(self, watch: Watch) -> None:
         """Decide whether a task starting to be watched scouts; `release` it when the watch ends."""
+        watch.started = self.learner.start(watch.latency_class)
         watch.scout = self.learner.enlist(watch.latency_class, idle=self.price() < _IDLE_PRICE)
         watch.probe = watch.scout is None and self.learner.probe(watch.latency_class)
 
     def release(self, watch: Watch) -> None:
+        self.learner.finish(watch.latency_class, watch.started)
         if watch.scout is not None:
             watch.scout = None
             self.learner.release(watch.latency_class)
@@ -144,7 +147,12 @@ class PollPlanner:
 
     def observe(self, watch: Watch, done_by: float) -> None:
         """Learn one completion: between the task's last "processing" poll and `done_by` (s after submit)."""
-        self.learner.observe(watch.latency_class, watch.running_at, done_by)
+        self.learner.observe(watch.latency_class, watch.running_at, done_by, watch.started)
+
+    def running(self, watch: Watch, age: float) -> None:
+        """A poll sent `age` seconds after submit found the task still running."""
+        watch.running_at = age
+        self.learner.running(watch.latency_class, watch.started, age)
 
     def first_poll(self, watch: Watch, age: float, *, done: bool) -> None:
         """The task's first answered poll, sent `age` seconds after submit, found it `done` or not."""
