@@ -47,6 +47,7 @@ from .workers import FairPool
 
 if TYPE_CHECKING:  # redis is imported only when SHIM_REDIS_URL is set
     from .jobs.redis_jobs import RedisJobs
+    from .pacing.redis_learning import SharedLearning
 
 log = logging.getLogger("shim")
 
@@ -139,13 +140,16 @@ async def _runtime(
         state = ShimState(settings, router, pacers, jobs, workers, downloader, media, events, videos)
         if shared is not None:
             state.readiness["redis"] = shared.problem
+        sharing = _shared_learning(pacers, link)
         try:
             yield state
         finally:
-            await _close(state, journal, shared)
+            await _close(state, journal, shared, sharing)
 
 
-async def _close(state: ShimState, journal: Journal | None, shared: RedisJobs | None) -> None:
+async def _close(
+    state: ShimState, journal: Journal | None, shared: RedisJobs | None, sharing: list[SharedLearning]
+) -> None:
     """The runtime's end, in reverse order: submits on the wire get their answer, jobs stop, records are written."""
     await state.jobs.settle_submits(timeout=min(state.settings.upstream_timeout, 10.0))
     await state.jobs.aclose()
@@ -154,6 +158,8 @@ async def _close(state: ShimState, journal: Journal | None, shared: RedisJobs | 
         await pacer_set.aclose()
     if journal is not None:
         journal.close()
+    for learning in sharing:
+        await learning.aclose()
     if shared is not None:
         await shared.aclose()  # the leases of jobs cut short are released: another replica adopts them
         await shared.link.aclose()
@@ -236,6 +242,18 @@ def _pacers(
         clock=clock,
         sleep=sleep,
     )
+
+
+def _shared_learning(pacers: Mapping[str, Pacers], link: RedisLink | None) -> list[SharedLearning]:
+    """With Redis, each upstream's learner learns every replica's completions (see `redis_learning`)."""
+    if link is None:
+        return []
+    from .pacing.redis_learning import SharedLearning
+
+    sharing = [SharedLearning(link, name, pacer_set.learner) for name, pacer_set in pacers.items()]
+    for learning in sharing:
+        learning.start()
+    return sharing
 
 
 def _shared_jobs(settings: Settings, *, clock: Callable[[], float], wall: Callable[[], float]) -> RedisJobs | None:

@@ -221,6 +221,29 @@ async def test_a_job_is_looked_up_on_any_replica(
     assert reapi_state.counters(key)["submits"] == 1
 
 
+async def test_what_one_replica_learns_every_replica_knows(
+    reapi_upstream: ServedApp, redis_server: RedisServer, key: str
+) -> None:
+    """Six images made through replica A only: replica B's /healthz shows their latency class learned from six
+    completions (it ran none) with A's median; A counts its own six once."""
+    async with replicas(reapi_upstream.url, redis_server, 2) as (a, b), httpx.AsyncClient(timeout=15) as http:
+        for i in range(6):
+            response = await http.post(a.url + PATH, json=body(f"[latency=0.3] learned {i}"), headers=auth(key))
+            assert response.status_code == 200, response.text
+
+        async def learned(shim: ShimProcess) -> dict[str, Any]:
+            return dict((await http.get(shim.url + "/healthz")).json()["upstreams"]["reapi"]["latency"])
+
+        async def heard() -> bool:
+            return any(entry["observations"] == 6 for entry in (await learned(b)).values())
+
+        await until(heard, timeout=5)
+        at_a, at_b = await learned(a), await learned(b)
+    (name,) = [name for name, entry in at_b.items() if entry["observations"] == 6]
+    assert at_a[name]["observations"] == 6
+    assert at_b[name]["p50"] == pytest.approx(at_a[name]["p50"], rel=0.3)
+
+
 async def test_records_hold_no_key_and_no_prompt(
     reapi_upstream: ServedApp, redis_server: RedisServer, key: str
 ) -> None:
@@ -240,13 +263,13 @@ async def test_records_hold_no_key_and_no_prompt(
             kind = await client.type(name)
             value = {
                 "hash": client.hgetall, "string": client.get, "zset": lambda n: client.zrange(n, 0, -1),
-                "list": lambda n: client.lrange(n, 0, -1),
+                "list": lambda n: client.lrange(n, 0, -1), "stream": client.xrange,
             }[kind](name)  # fmt: skip
             dump += " " + str(await value)
             assert await client.pttl(name) > 0, name
     finally:
         await client.aclose()
-    assert keys and "job" in dump
+    assert keys and "job" in dump and "learned" in dump  # the completions every replica learns
     for secret in (key, "secret prompt", "idem-raw-value"):
         assert secret not in dump
 

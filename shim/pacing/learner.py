@@ -1,6 +1,6 @@
 """How long an upstream's tasks really take, learned online: one completion-time distribution per latency
-class, shared by every key of the provider (latency belongs to the upstream and the model, not the key),
-and which tasks scout (are polled early so that their completion is bracketed, not just seen late).
+class, shared by every key of the provider (latency belongs to the upstream and the model, not the key)
+and, with Redis, told every replica's completions (`redis_learning`), and which tasks scout (are polled early so that their completion is bracketed, not just seen late).
 
 The documented table is a hint: it seeds a class never seen, after scaling it by how much faster or slower
 than documented its nearest relatives turned out to be (same model and quality at another tier, then the
@@ -127,6 +127,7 @@ class LatencyLearner:
         self._explore = explore
         self._classes: dict[str, _Class] = {}
         self._listeners: list[weakref.WeakMethod[Callable[[str], None]]] = []
+        self._share: Callable[[str, float, float], None] | None = None
         self._prune_at = 64
         self.observations = 0
 
@@ -193,15 +194,31 @@ class LatencyLearner:
         """The task is no longer followed (completed, failed or given up): it no longer counts as running."""
         self._class(latency_class).running.pop(started, None)
 
-    def observe(self, latency_class: str, after: float, before: float, started: int | None = None) -> None:
+    def share(self, listener: Callable[[str, float, float], None]) -> None:
+        """Call `listener(latency_class, after, before)` with each completion learned here, not `heard`
+        (so that other replicas learn it too: see `redis_learning`)."""
+        self._share = listener
+
+    def knows(self, latency_class: str) -> bool:
+        return latency_class in self._classes
+
+    def size(self) -> int:
+        """How many latency classes are known."""
+        return len(self._classes)
+
+    def observe(
+        self, latency_class: str, after: float, before: float, started: int | None = None, *, heard: bool = False
+    ) -> None:
         """Record one completion known to have happened between `after` and `before` seconds after submit,
-        of the task numbered `started` (a task started just now when None)."""
+        of the task numbered `started` (a task started just now when None); `heard` from another replica."""
         record = self._class(latency_class)
         mark = record.observations if started is None else record.running.pop(started, (record.observations, 0.0))[0]
         weight = self._weight(record, mark)
         edges, model = self._edges, record.model
         after = min(max(after, 0.0), edges[-1])
         before = min(max(before, after), edges[-1])
+        if self._share is not None and not heard:
+            self._share(latency_class, after, before)
         seen_from, seen_by = model.cdf(after), model.cdf(before)
         tail = min(seen_by, 1 - seen_from)
         surprised = tail < SURPRISE

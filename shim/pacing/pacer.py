@@ -7,7 +7,7 @@
              and something is ready, then grants it.
 Beside it: `pacing_window` (the window), `pacing_queue` (who goes next), `pacing_plan` (when to poll),
 `pacing_latency` (latency priors, the distribution, the poll rule), `pacing_learner` (what the upstream is
-observed to do, pooled across keys).
+observed to do, pooled across keys), `redis_learning` (and across replicas).
 """
 
 from __future__ import annotations
