@@ -1,6 +1,7 @@
 """How long an upstream's tasks really take, learned online: one completion-time distribution per latency
 class, shared by every key of the provider (latency belongs to the upstream and the model, not the key)
-and, with Redis, told every replica's completions (`redis_learning`), and which tasks scout (are polled early so that their completion is bracketed, not just seen late).
+and, with Redis, told every replica's completions (`redis_learning`), and which tasks scout (are polled
+early so that their completion is bracketed, not just seen late).
 
 The documented table is a hint: it seeds a class never seen, after scaling it by how much faster or slower
 than documented its nearest relatives turned out to be (same model and quality at another tier, then the
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 import weakref
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -56,6 +59,8 @@ PROBE_QUANTILE = 0.02
 #: A task still running counts as a completion past its age, shaped as the completions are there, and as
 #: much as this share of them just past it (what we know of a task older than most: it finishes soon).
 NEAR = 0.05
+#: How many of a class's latest completions keep their time (to weigh completions heard from other replicas).
+_LEARNED_AT = 256
 #: Successive scouts' phases step by the golden ratio: any number of them spread evenly over [0, 1).
 _GOLDEN = (math.sqrt(5) - 1) / 2
 #: A class's planned polls are re-planned when this quantile of its estimate moves by this fraction.
@@ -83,6 +88,8 @@ class _Class:
     started: int = 0  # tasks started so far (their start numbers)
     #: start number -> (completions learned before it started, the age it was last seen running)
     running: dict[int, tuple[int, float]] = field(default_factory=dict)
+    #: (clock time, completions learned by then) after each of the latest completions
+    learned_at: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=_LEARNED_AT))
 
 
 class LatencyLearner:
@@ -110,6 +117,7 @@ class LatencyLearner:
         priors: Mapping[str, LatencyPrior] | None = None,
         hint: float = 1.0,
         longest: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
         memory: float = 12.0,
         prior_weight: float = 2.0,
         explore: float = 0.5,
@@ -129,6 +137,7 @@ class LatencyLearner:
         self._listeners: list[weakref.WeakMethod[Callable[[str], None]]] = []
         self._share: Callable[[str, float, float], None] | None = None
         self._prune_at = 64
+        self._clock = clock
         self.observations = 0
 
     def model(self, latency_class: str) -> LatencyModel:
@@ -210,9 +219,13 @@ class LatencyLearner:
         self, latency_class: str, after: float, before: float, started: int | None = None, *, heard: bool = False
     ) -> None:
         """Record one completion known to have happened between `after` and `before` seconds after submit,
-        of the task numbered `started` (a task started just now when None); `heard` from another replica."""
+        of the task numbered `started` here, else of one that started `before` seconds ago (`heard` from
+        another replica), else of one started just now."""
         record = self._class(latency_class)
-        mark = record.observations if started is None else record.running.pop(started, (record.observations, 0.0))[0]
+        if started is not None:
+            mark = record.running.pop(started, (record.observations, 0.0))[0]
+        else:
+            mark = self._learned_by(record, self._clock() - before) if heard else record.observations
         weight = self._weight(record, mark)
         edges, model = self._edges, record.model
         after = min(max(after, 0.0), edges[-1])
@@ -240,6 +253,7 @@ class LatencyLearner:
         else:
             record.evidence = record.evidence * self._decay + 1
         record.observations += 1
+        record.learned_at.append((self._clock(), record.observations))
         record.informed = True
         self.observations += 1
         early = record.model.quantile(REPLAN_QUANTILE)
@@ -308,6 +322,13 @@ class LatencyLearner:
                 record.informed, record.evidence = True, TRUSTED
             self._classes[latency_class] = record
         return record
+
+    @staticmethod
+    def _learned_by(record: _Class, at: float) -> int:
+        """How many completions the class had learned by clock time `at` (as far as its times go back)."""
+        times = record.learned_at
+        j = bisect_right(times, (at, math.inf))
+        return times[j - 1][1] if j else max(times[0][1] - 1, 0) if times else 0
 
     def _weight(self, record: _Class, mark: int) -> float:
         """What a task that started after `mark` completions counts now (those added since have decayed)."""

@@ -95,7 +95,9 @@ class Pacer:
         self._span = self._room = self._budget.span  # before any widening; the span last asked for
         self._slack = slack if slack is not None else Slack()  # shared by an upstream's Pacers (see Pacers)
         if learner is None:
-            learner = LatencyLearner(priors=priors, hint=latency_scale, longest=max(max_task_seconds, 60.0))
+            learner = LatencyLearner(
+                priors=priors, hint=latency_scale, longest=max(max_task_seconds, 60.0), clock=clock
+            )
         learner.subscribe(self._replan)
         self._planner = PollPlanner(
             learner=learner,

@@ -754,6 +754,19 @@ def test_learner_follows_drift_on_a_busy_key() -> None:
     assert max(requests for _, requests in runs) <= 2.8  # the budget is spent on the likeliest finished
 
 
+def test_completions_heard_from_other_replicas_weigh_by_when_their_tasks_started() -> None:
+    """Another replica's burst, heard in the order it finishes (2 s to 4 s, all started at 0): each
+    completion counts as a task started `before` seconds ago, so the burst is learned as a whole (median
+    within 10% of 3 s) rather than as tasks started when heard (which ends on the slowest, 3.5 s)."""
+    clock = [0.0]
+    learner = LatencyLearner(priors={"c": LatencyPrior(2, 4)}, clock=lambda: clock[0])
+    for i in range(20):
+        done = 2.0 + 2.0 * i / 19
+        clock[0] = done + 0.1
+        learner.observe("c", done - 0.1, done + 0.1, heard=True)
+    assert learner.model("c").quantile(0.5) == pytest.approx(3.0, abs=0.3)
+
+
 def learn_burst(low: float, high: float, *, seed: int) -> tuple[list[float], float]:
     """10 warm-up tasks at once, then 60 at once on one key, tasks uniform(low, high): the learner's median
     after each of the 60 answers, and the true median of the 60."""
