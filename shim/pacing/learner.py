@@ -246,7 +246,9 @@ class LatencyLearner:
             for j, count in enumerate(record.counts)
         ]
         record.model = self._estimate(record)
-        if surprised:
+        if heard:
+            pass  # trust (and so scouting) is each replica's own: a surprise heard by all must not make all scout
+        elif surprised:
             record.evidence = 0.0
         elif tail < DOUBT:
             record.evidence /= 2

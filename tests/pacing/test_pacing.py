@@ -767,6 +767,24 @@ def test_completions_heard_from_other_replicas_weigh_by_when_their_tasks_started
     assert learner.model("c").quantile(0.5) == pytest.approx(3.0, abs=0.3)
 
 
+def test_trust_is_each_replicas_own() -> None:
+    """A surprising completion heard from another replica moves the estimate but leaves the class trusted
+    here (were every replica to distrust it at once, each would send its own scouts); the same completion
+    seen here makes it untrusted."""
+    learners = [LatencyLearner(priors={"c": LatencyPrior(2, 4)}) for _ in range(2)]
+    rng = random.Random(5)
+    for learner in learners:
+        for _ in range(20):
+            done = rng.uniform(2, 4)
+            learner.observe("c", done - 0.1, done + 0.1, learner.start("c"))
+        assert learner.estimates()["c"]["trusted"]
+    heard, seen = learners
+    heard.observe("c", 11.9, 12.1, heard=True)
+    seen.observe("c", 11.9, 12.1, seen.start("c"))
+    assert heard.estimates()["c"]["trusted"] and not seen.estimates()["c"]["trusted"]
+    assert heard.model("c").quantile(0.9) > 4.5
+
+
 def learn_burst(low: float, high: float, *, seed: int) -> tuple[list[float], float]:
     """10 warm-up tasks at once, then 60 at once on one key, tasks uniform(low, high): the learner's median
     after each of the 60 answers, and the true median of the 60."""
