@@ -782,7 +782,7 @@ def test_trust_is_each_replicas_own() -> None:
     heard.observe("c", 11.9, 12.1, heard=True)
     seen.observe("c", 11.9, 12.1, seen.start("c"))
     assert heard.estimates()["c"]["trusted"] and not seen.estimates()["c"]["trusted"]
-    assert heard.model("c").quantile(0.9) > 4.5
+    assert heard.model("c").cdf(11.0) < 0.99  # some mass past 11 s now
 
 
 def learn_burst(low: float, high: float, *, seed: int) -> tuple[list[float], float]:
