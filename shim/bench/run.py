@@ -104,7 +104,6 @@ NOT_APPLICABLE = {
     "slow": "delay, requests, throughput: 60-120 s tasks spread over a minute; 60 of them at once need more "
     "polls than 10 req/s allow for sub-second answers, and finish at latency's pace, not the budget's",
     "mixed": "throughput: the 2k tasks take up to 9 s, so the run ends at latency's pace",
-    "replicas": "learned: each replica learns from its own third of the completions (the first one's shown)",
 }
 
 CONCURRENT_TARGETS: list[Target] = [
@@ -305,7 +304,7 @@ def _scenario_rows(plan: Plan, scenarios: dict[str, dict[str, Any]]) -> list[Any
     }
     applies = {
         "fast": BUDGET_BOUND,
-        "replicas": ("ok", "429", "requests", "delay", "throughput"),
+        "replicas": BUDGET_BOUND,  # the replicas pool what they learn (the first one's learner is shown)
         "low load": ("ok", "429", "low delay", "learned"),
         "mixed": ("ok", "429", "requests", "delay", "learned"),
         "drift": BUDGET_BOUND,
