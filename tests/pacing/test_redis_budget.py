@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,14 +15,7 @@ from shim.pacing.redis_budget import RETRY, RedisBudget
 from shim.pacing.window import SlidingWindow
 from shim.redis_link import RedisLink
 
-from ..conftest import RedisServer, free_port
-
-
-@pytest.fixture
-async def link(redis_server: RedisServer) -> AsyncIterator[RedisLink]:
-    link = RedisLink(redis_server.url, prefix="test-" + uuid.uuid4().hex[:8])
-    yield link
-    await link.aclose()
+from ..conftest import free_port
 
 
 def budget(link: RedisLink, credential: str, rate: int = 10, max_out: float = 60.0) -> RedisBudget:

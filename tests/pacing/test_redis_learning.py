@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -16,17 +15,8 @@ from shim.pacing.redis_learning import READ_EVERY, SharedLearning, read_entry
 from shim.redis_link import RedisLink
 from shim.types import LatencyPrior
 
-from ..conftest import RedisServer
-
 PRIORS = {"reapi/m/low": LatencyPrior(20, 40)}
 CLASS = "reapi/m/low/1k"
-
-
-@pytest.fixture
-async def link(redis_server: RedisServer) -> AsyncIterator[RedisLink]:
-    link = RedisLink(redis_server.url, prefix="test-" + uuid.uuid4().hex[:8])
-    yield link
-    await link.aclose()
 
 
 async def eventually(check: Callable[[], bool], seconds: float = 3.0) -> bool:
