@@ -169,6 +169,14 @@ async def submit_and_wait(p: Pacer, up: FakeUpstream, latency_class: str = "low"
     return await p.wait_for(task, up.poll, latency_class=latency_class)
 
 
+async def burst(up: FakeUpstream, tasks: int) -> FakeUpstream:
+    """`tasks` tasks submitted at once on one key and waited for; the upstream, with its record of arrivals."""
+    p = pacer()
+    await asyncio.gather(*(submit_and_wait(p, up) for _ in range(tasks)))
+    await p.aclose()
+    return up
+
+
 # --- the budget ---
 
 
@@ -202,14 +210,7 @@ def test_window_spaces_sends_evenly_and_honors_pause() -> None:
 def test_limiter_never_exceeded_in_any_second() -> None:
     """Under a burst of 80 submits and their polls, no 1-second window ever holds more than the rate."""
 
-    async def main() -> FakeUpstream:
-        up = FakeUpstream(latency=lambda: 2.5)
-        p = pacer()
-        await asyncio.gather(*(submit_and_wait(p, up) for _ in range(80)))
-        await p.aclose()
-        return up
-
-    up = run(main())
+    up = run(burst(FakeUpstream(latency=lambda: 2.5), 80))
     assert up.refused == 0
     assert up.busiest_second() <= 10
     assert len(up.arrivals) >= 160
@@ -322,14 +323,7 @@ def test_late_counted_arrivals_never_overfill_the_upstreams_window() -> None:
     0.4 s after it left, as a busy process or a queue in front of the upstream would) sees no more than the
     rate in any second, without a single 429: a send holds its slot until its answer came back."""
 
-    async def main() -> FakeUpstream:
-        up = FakeUpstream(latency=lambda: 2.5, counted_late=(0.01, 0.4))
-        p = pacer()
-        await asyncio.gather(*(submit_and_wait(p, up) for _ in range(60)))
-        await p.aclose()
-        return up
-
-    up = run(main())
+    up = run(burst(FakeUpstream(latency=lambda: 2.5, counted_late=(0.01, 0.4)), 60))
     assert up.refused == 0
     assert up.busiest_second() <= 10
     assert len(up.arrivals) >= 120
