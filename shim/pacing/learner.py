@@ -246,14 +246,13 @@ class LatencyLearner:
             for j, count in enumerate(record.counts)
         ]
         record.model = self._estimate(record)
-        if heard:
-            pass  # trust (and so scouting) is each replica's own: a surprise heard by all must not make all scout
-        elif surprised:
-            record.evidence = 0.0
-        elif tail < DOUBT:
-            record.evidence /= 2
-        else:
-            record.evidence = record.evidence * self._decay + 1
+        if not heard:  # trust (and so scouting) is each replica's own: a surprise heard by all must not make all scout
+            if surprised:
+                record.evidence = 0.0
+            elif tail < DOUBT:
+                record.evidence /= 2
+            else:
+                record.evidence = record.evidence * self._decay + 1
         record.observations += 1
         record.learned_at.append((self._clock(), record.observations))
         record.informed = True
