@@ -39,6 +39,7 @@ from .held import hold_requests
 from .load import b64_load
 from .report import Target, collect, convergence, held_table, load_table, rank, run_table, scenario_table, summarize
 from .servers import EmulatorProcess, RedisProcess, key_fingerprint
+from .truth import fewest, laws_of
 from .untold import ShimRun, bench_key, run_idle_key, run_replicas, run_untold
 
 #: The documented interval of the quickstart's loop (seconds, real time).
@@ -281,6 +282,9 @@ def figures_of(emulator: EmulatorProcess, run: ShimRun, plan: Plan) -> dict[str,
         for name, learned in phase.items()
     }  # fmt: skip
     figures["switches"] = run.switches
+    measured = [t for t in tasks.values() if t.key == key_fingerprint(run.key) and t.kind == "image"]
+    told = fewest(laws_of(measured, [(-math.inf, emulator.time_scale), *run.switches]))
+    figures["told"] = None if told is None else asdict(told)
     lone = run.extra.get("lone")
     if lone is not None:
         figures["lone_seconds"] = (lone.answered - lone.started) if lone.answered is not None else math.inf
@@ -338,8 +342,9 @@ def _render(command: str, plan: Plan, results: dict[str, Any]) -> str:
         f"(emulator ready_at); {plan.rate} req/s per key, rate/2 = {limit:g} tasks/s.",
         "",
         scenario_table(
-            "[1] scenarios (learned: completions until the learner's median came within 20% of the "
-            "true one, first / for good; per class, worst shown)",
+            "[1] scenarios (told: requests a task would need for p50 <= 0.7 s and p90 <= 1.5 s under the shim's "
+            "poll rule told each class's latency law, polls never queued (`bench.truth`); learned: completions "
+            "until the learner's median came within 20% of the true one, first / for good; per class, worst shown)",
             rows,
         ),  # fmt: skip
         *(f"  not applicable to {name}: {why}" for name, why in NOT_APPLICABLE.items() if name in scenarios),

@@ -32,6 +32,7 @@ class EmulatorProcess:
     def __init__(self, *, time_scale: float, rate: float) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.time_scale = time_scale  # at start (a run may switch it: see `untold`)
         self._args = ["--time-scale", str(time_scale), "--rate-limit", str(int(rate))]
         self._log = tempfile.TemporaryFile()
         self._proc: subprocess.Popen[bytes] | None = None

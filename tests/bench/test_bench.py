@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     """The quick bench exits 0, prints the scenario table and the three detailed tables, every task of every
     scenario succeeds (three replicas on one Redis among them), the shim is never told the emulator's speed,
-    and the learner's figures are there."""
+    and the learner's figures and the told-the-truth reference are there."""
     out = tmp_path / "bench.json"
     command = [sys.executable, "-m", "shim", "bench", "--quick", "--json", str(out)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=150)
@@ -36,6 +36,7 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
         "mixed: 10 at once, 4 classes",
         "idle key: 10 at once on key A",
         "key B's 1 s task answered",
+        "req/task (told)",
         "upstream requests per ok task",
         "429s received",
         "done -> client answer p50 / p90 (s)",
@@ -52,6 +53,8 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
         assert figures["learning"], name  # the learner's median was sampled for every class asked
         for learned in figures["learning"].values():
             assert learned["true_median"] > 0 and learned["learned_median"] > 0
+        told = figures["told"]  # the poll rule told the truth needs a submit and a poll a task, at the least
+        assert told is not None and told["requests_per_task"] >= 2.0 and told["p90"] <= 1.5, name
     assert len(report["scenarios"]["mixed"]["learning"]) == 4
     assert [scale for _, scale in report["scenarios"]["drift"]["switches"]] == [0.06, 0.02]
     assert report["scenarios"]["idle key"]["lone_ok"] is True
