@@ -268,7 +268,8 @@ async def load_figures(plan: Plan, env: dict[str, str]) -> dict[str, Any]:
 
 def figures_of(emulator: EmulatorProcess, run: ShimRun, plan: Plan) -> dict[str, Any]:
     """The measured key's summary, what the learner did (per class, and per phase when the emulator's speed
-    switched), and the idle key's answer."""
+    switched), what the poll rule told the truth would need for its tasks (`truth`), and the idle key's
+    answer."""
     state = emulator.state
     tasks = state.tasks
     fingerprints = {key_fingerprint(k) for k in run.keys}
@@ -282,7 +283,8 @@ def figures_of(emulator: EmulatorProcess, run: ShimRun, plan: Plan) -> dict[str,
         for name, learned in phase.items()
     }  # fmt: skip
     figures["switches"] = run.switches
-    measured = [t for t in tasks.values() if t.key == key_fingerprint(run.key) and t.kind == "image"]
+    measured_key = key_fingerprint(run.key)
+    measured = [t for t in mine.values() if t.key == measured_key and t.kind == "image"]
     told = fewest(laws_of(measured, [(-math.inf, emulator.time_scale), *run.switches]))
     figures["told"] = None if told is None else asdict(told)
     lone = run.extra.get("lone")
